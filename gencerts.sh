@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# gencerts.sh - the tutorial's openssl steps, in the tutorial's order.
+#
+# "Authentication using HTTPS client certificates" (2017) makes every key and
+# certificate with the openssl command line.  This script runs the same
+# commands, with the same file names, and prints each one before it runs it,
+# so its output reads like the tutorial.  Where today's OpenSSL 3 differs from
+# the 2017 one, the command is changed and a comment says why (README.md,
+# "OpenSSL 3 and the tutorial", lists them all).
+#
+# Usage: ./gencerts.sh [-f] [-l] [DIR]     (DIR defaults to certs/)
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: ./gencerts.sh [-f] [-l] [DIR]
+  Makes the tutorial's keys and certificates in DIR (default: certs/).
+  -f   overwrite keys and certificates that already exist in DIR
+  -l   write the .p12 bundles with the old algorithms (RC2/3DES, SHA-1 MAC)
+       that older macOS and Windows keychains still expect
+  -h   show this help
+EOF
+}
+
+force=0
+legacy=()
+while getopts ":flh" opt; do
+    case $opt in
+        f) force=1 ;;
+        l) legacy=(-legacy) ;;
+        h) usage; exit 0 ;;
+        *) echo "gencerts.sh: unknown flag -$OPTARG" >&2; usage >&2; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -le 1 ] || { echo "gencerts.sh: too many arguments: $*" >&2; usage >&2; exit 2; }
+dir=${1:-certs}
+
+command -v openssl >/dev/null || {
+    echo "gencerts.sh: openssl not found (Debian: apt-get install openssl)" >&2
+    exit 1
+}
+
+files=(server_key.pem server_cert.pem
+       alice_key.pem alice_csr.pem alice_cert.pem
+       bob_key.pem bob_csr.pem bob_cert.pem
+       alice.p12 bob.p12)
+
+mkdir -p "$dir"
+cd "$dir"
+if [ "$force" -eq 0 ]; then
+    for f in "${files[@]}"; do
+        if [ -e "$f" ]; then
+            echo "gencerts.sh: $dir/$f already exists; run with -f to make new ones" >&2
+            exit 1
+        fi
+    done
+fi
+rm -f "${files[@]}"
+
+# Private keys must be readable by their owner only; the .p12 bundles hold
+# keys too.  A umask covers every file this script writes.
+umask 077
+
+# step WHAT COMMAND...: print the command as the tutorial shows it, then run it.
+# openssl's progress dots and chatter go to a buffer and are shown only when
+# the command fails, so a good run prints nothing but the tutorial's story.
+step() {
+    local what=$1
+    shift
+    printf '\n# %s\n$' "$what"
+    printf ' %q' "$@"
+    printf '\n'
+    local err
+    if ! err=$("$@" 2>&1 >/dev/null); then
+        printf '%s\n' "$err" >&2
+        echo "gencerts.sh: the command above failed (in $dir)" >&2
+        exit 1
+    fi
+}
+
+echo "Writing into $dir/"
+
+# --- Setting up the private key and the certificate ------------------------
+# Tutorial: openssl req -x509 -newkey rsa:4096 ... -subj "/CN=localhost/O=..."
+# OpenSSL 3 difference: browsers since 2017 ignore the CN and accept a server
+# certificate only if its subjectAltName names the host, so we add one for
+# localhost (IPv4 and IPv6 too, for https://127.0.0.1:9999/).
+step "Server: a new RSA-4096 key and a self-signed certificate for localhost, valid 365 days" \
+    openssl req -x509 -newkey rsa:4096 -keyout server_key.pem -out server_cert.pem \
+    -nodes -days 365 -subj "/CN=localhost/O=Client Certificate Demo" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"
+
+# --- Setting up client certificates -----------------------------------------
+# Tutorial: openssl req -newkey rsa:4096 ... -nodes -days 365 -subj "/CN=Alice"
+# OpenSSL 3 difference: -days only means something with -x509 (a CSR has no
+# validity); OpenSSL 3 says "Ignoring -days", so we leave it out here and give
+# the days where the certificates are signed.
+step "Alice: a new RSA-4096 key and a certificate signing request (CSR) for CN=Alice" \
+    openssl req -newkey rsa:4096 -keyout alice_key.pem -out alice_csr.pem \
+    -nodes -subj "/CN=Alice"
+step "Bob: a new RSA-4096 key and a CSR for CN=Bob" \
+    openssl req -newkey rsa:4096 -keyout bob_key.pem -out bob_csr.pem \
+    -nodes -subj "/CN=Bob"
+
+# We act as the certificate authority: the server's own certificate and key
+# sign Alice's request.  The server trusts exactly this certificate as its CA.
+step "Alice's CSR signed by our server certificate (we are her CA), serial 01, 365 days" \
+    openssl x509 -req -in alice_csr.pem -CA server_cert.pem -CAkey server_key.pem \
+    -out alice_cert.pem -set_serial 01 -days 365
+
+# Bob "doesn't believe in authority": his own key signs his certificate.
+step "Bob's CSR signed by Bob's own key (self-signed), 365 days" \
+    openssl x509 -req -in bob_csr.pem -signkey bob_key.pem -out bob_cert.pem -days 365
+
+# --- Trying to get in: PKCS#12 bundles for the browser and curl ------------
+# Tutorial: openssl pkcs12 -export -clcerts -in alice_cert.pem ...
+# OpenSSL 3 differences:
+#  - -clcerts only filters when *reading* a .p12; with -export it is ignored
+#    (with a warning).  It is not needed: -in alice_cert.pem holds Alice's
+#    certificate alone, so our CA certificate is not in the bundle anyway.
+#  - The tutorial's prompt for an export password is answered with Enter, an
+#    empty password; -passout pass: gives the same without the prompt.
+#  - The default encryption is now AES-256 (PBES2), which older macOS and
+#    Windows keychains cannot open; -l above selects -legacy for them.
+step "Alice's key and certificate bundled as alice.p12 (empty export password)" \
+    openssl pkcs12 -export "${legacy[@]}" -in alice_cert.pem -inkey alice_key.pem \
+    -out alice.p12 -passout pass:
+step "Bob's key and certificate bundled as bob.p12 (empty export password)" \
+    openssl pkcs12 -export "${legacy[@]}" -in bob_cert.pem -inkey bob_key.pem \
+    -out bob.p12 -passout pass:
+
+echo
+echo "Done: $dir/ holds the server's key and certificate, and Alice's and Bob's"
+echo "keys, certificates and .p12 bundles."
