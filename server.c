@@ -1,0 +1,1052 @@
+/*
+ * server.c - "Authentication using HTTPS client certificates", told in C.
+ *
+ * The tutorial (Node.js + express, 2017) builds an HTTPS server that asks
+ * every visitor for a client certificate and answers:
+ *
+ *   GET /              a landing page with a "Log in" link, for everyone;
+ *   GET /authenticate  200 "Hello Alice, ..."   certificate issued by our CA,
+ *                      403 "Sorry Bob, ..."     certificate we don't trust,
+ *                      401 "Sorry, but ..."     no certificate at all.
+ *
+ * This file does the same with GnuTLS and the C library, and reads top to
+ * bottom in the tutorial's order:
+ *
+ *   1. settings and the command line
+ *   2. credentials: key, certificate, trusted CAs   (the tutorial's `opts`)
+ *   3. the session: ask for a client certificate    (requestCert, rejectUnauthorized)
+ *   4. the transport: every connection has a deadline
+ *   5. the accept loop                              (https.createServer().listen(9999))
+ *   6. the request: HTTP/1.1 read and parsed by hand (express's routing)
+ *   7. the certificate check                        (req.client.authorized, getPeerCertificate)
+ *   8. the answer                                   (res.send)
+ *   9. one connection, start to end; main()
+ *
+ * Build and run:  make && ./server      Try it:  make test, or README.md.
+ */
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+/* ======================= 1. Settings and the command line ================ */
+
+#define DEFAULT_PORT      9999      /* the tutorial's listen(9999) */
+#define DEFAULT_CERTS_DIR "certs"   /* where gencerts.sh writes */
+#define DEFAULT_TIMEOUT_S 5         /* longest time one client may hold us */
+#define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
+
+/* TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated (RFC 8996), and GnuTLS
+ * 3.7's "NORMAL" still offers them. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+struct options {
+    int port;                    /* 0 = any free port (the tests use it) */
+    int timeout_s;
+    char key_file[PATH_MAX];     /* server_key.pem */
+    char cert_file[PATH_MAX];    /* server_cert.pem */
+    char ca_file[PATH_MAX];      /* the CAs whose clients we admit */
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: ./server [--port N] [--certs DIR] [--key FILE] [--cert FILE]\n"
+        "                [--ca FILE] [--timeout SECONDS]\n"
+        "  --port N           listen on port N (default %d; 0 = any free port)\n"
+        "  --certs DIR        folder with the tutorial's files (default %s/):\n"
+        "                     server_key.pem, server_cert.pem; the CA is server_cert.pem\n"
+        "  --key FILE         the server's private key      (default DIR/server_key.pem)\n"
+        "  --cert FILE        the server's certificate      (default DIR/server_cert.pem)\n"
+        "  --ca FILE          CA certificates to trust      (default DIR/server_cert.pem)\n"
+        "  --timeout SECONDS  longest time one connection may take (default %d)\n"
+        "  --help             show this help\n",
+        DEFAULT_PORT, DEFAULT_CERTS_DIR, DEFAULT_TIMEOUT_S);
+}
+
+/* A whole decimal number in [min, max], or -1 (the caller names the flag). */
+static long parse_number(const char *text, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || n < min || n > max)
+        return -1;
+    return n;
+}
+
+static int join_path(char *out, const char *dir, const char *name)
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
+    return (n < 0 || n >= PATH_MAX) ? -1 : 0;
+}
+
+static int copy_path(char *out, const char *path)
+{
+    int n = snprintf(out, PATH_MAX, "%s", path);
+    return (n < 0 || n >= PATH_MAX) ? -1 : 0;
+}
+
+/* Returns 0 to run, 1 when --help was shown, -1 after an error message. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option flags[] = {
+        {"port", required_argument, NULL, 'p'},
+        {"certs", required_argument, NULL, 'd'},
+        {"key", required_argument, NULL, 'k'},
+        {"cert", required_argument, NULL, 'c'},
+        {"ca", required_argument, NULL, 'a'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = DEFAULT_CERTS_DIR;
+    const char *key = NULL, *cert = NULL, *ca = NULL;
+    int c;
+
+    o->port = DEFAULT_PORT;
+    o->timeout_s = DEFAULT_TIMEOUT_S;
+    opterr = 0;     /* we word the errors ourselves, naming the flag */
+    while ((c = getopt_long(argc, argv, "", flags, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            o->port = (int)parse_number(optarg, 0, 65535);
+            if (o->port < 0) {
+                fprintf(stderr, "server: --port wants a number from 0 to 65535, not '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case 't':
+            o->timeout_s = (int)parse_number(optarg, 1, 3600);
+            if (o->timeout_s < 0) {
+                fprintf(stderr, "server: --timeout wants seconds from 1 to 3600, not '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case 'd': dir = optarg; break;
+        case 'k': key = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'a': ca = optarg; break;
+        case 'h': usage(stdout); return 1;
+        case ':':
+            fprintf(stderr, "server: %s needs a value\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "server: unknown flag '%s' (see --help)\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "server: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    /* The tutorial trusts its own server certificate as the CA: ca: [server_cert]. */
+    if ((key ? copy_path(o->key_file, key) : join_path(o->key_file, dir, "server_key.pem")) < 0 ||
+        (cert ? copy_path(o->cert_file, cert) : join_path(o->cert_file, dir, "server_cert.pem")) < 0 ||
+        (ca ? copy_path(o->ca_file, ca) : join_path(o->ca_file, dir, "server_cert.pem")) < 0) {
+        fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* ======================= 2. Credentials ================================== */
+/*
+ * Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
+ * Loaded once at start-up and shared by every session: loading them per
+ * connection would redo the key check and double the cost of a handshake.
+ */
+
+struct server {
+    gnutls_certificate_credentials_t creds;
+    gnutls_priority_t priorities;
+    int listen_fd;
+    int timeout_ms;
+};
+
+/* GnuTLS's "Error while reading file" does not say which one; we do. */
+static int check_readable(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "server: cannot read the %s %s: %s\n", what, path, strerror(errno));
+        if (errno == ENOENT)
+            fprintf(stderr, "server: run ./gencerts.sh (or make) to create the tutorial's files\n");
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static int load_credentials(struct server *srv, const struct options *o)
+{
+    int ret;
+
+    if (check_readable(o->key_file, "server key") < 0 ||
+        check_readable(o->cert_file, "server certificate") < 0 ||
+        check_readable(o->ca_file, "CA certificate") < 0)
+        return -1;
+
+    ret = gnutls_certificate_allocate_credentials(&srv->creds);
+    if (ret < 0) {
+        fprintf(stderr, "server: credentials: %s\n", gnutls_strerror(ret));
+        return -1;
+    }
+    /* key + cert: what the server shows every client. GnuTLS also checks here
+     * that the key belongs to the certificate. */
+    ret = gnutls_certificate_set_x509_key_file(srv->creds, o->cert_file, o->key_file,
+                                               GNUTLS_X509_FMT_PEM);
+    if (ret < 0) {
+        fprintf(stderr, "server: cannot use %s with %s: %s\n",
+                o->cert_file, o->key_file, gnutls_strerror(ret));
+        return -1;
+    }
+    /* ca: the issuers whose clients we admit. It returns how many certificates
+     * it read; a file with none is an error for us, not for GnuTLS. */
+    ret = gnutls_certificate_set_x509_trust_file(srv->creds, o->ca_file, GNUTLS_X509_FMT_PEM);
+    if (ret <= 0) {
+        fprintf(stderr, "server: no CA certificate in %s: %s\n", o->ca_file,
+                ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM certificate");
+        return -1;
+    }
+    ret = gnutls_priority_init(&srv->priorities, TLS_PRIORITIES, NULL);
+    if (ret < 0) {
+        fprintf(stderr, "server: priorities \"%s\": %s\n", TLS_PRIORITIES, gnutls_strerror(ret));
+        return -1;
+    }
+    return 0;
+}
+
+static void free_server(struct server *srv)
+{
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
+    if (srv->priorities)
+        gnutls_priority_deinit(srv->priorities);
+    if (srv->creds)
+        gnutls_certificate_free_credentials(srv->creds);
+}
+
+/* ======================= 3. The session ================================== */
+
+/* Everything we know about one connection; it ends as one log line. */
+struct connection {
+    int fd;
+    struct timespec deadline;   /* the whole exchange must end by then */
+    char peer[INET6_ADDRSTRLEN];
+    char request_line[120];     /* printable copy, for the log */
+    int status;                 /* HTTP status sent, 0 if none */
+    char note[512];             /* who the client is, or what went wrong */
+};
+
+static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size);
+static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_t size);
+static int transport_wait(gnutls_transport_ptr_t ptr, unsigned int ms);
+
+static int start_session(const struct server *srv, struct connection *conn,
+                         gnutls_session_t *out)
+{
+    gnutls_session_t s;
+    int ret = gnutls_init(&s, GNUTLS_SERVER);
+    if (ret < 0)
+        goto fail;
+    ret = gnutls_priority_set(s, srv->priorities);
+    if (ret < 0)
+        goto fail_session;
+    ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, srv->creds);
+    if (ret < 0)
+        goto fail_session;
+
+    /* Tutorial: requestCert: true, rejectUnauthorized: false.
+     * REQUEST asks for a certificate but lets the handshake finish without
+     * one, or with one we don't trust, so that we can answer 401 or 403 with
+     * a page.  (REQUIRE would end the handshake with a bare TLS alert, the
+     * browser's cryptic ERR_BAD_SSL_CLIENT_AUTH_CERT.)
+     * The request carries the names of our trusted CAs; a browser therefore
+     * offers only certificates from them: the tutorial's "only Alice's
+     * certificate is in the list". */
+    gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
+
+    /* Our own transport functions keep one deadline for the whole
+     * connection (section 4).  GnuTLS calls the wait function only when a
+     * timeout is set, so we set both to the same limit. */
+    gnutls_transport_set_ptr(s, conn);
+    gnutls_transport_set_pull_function(s, transport_pull);
+    gnutls_transport_set_push_function(s, transport_push);
+    gnutls_transport_set_pull_timeout_function(s, transport_wait);
+    gnutls_handshake_set_timeout(s, (unsigned)srv->timeout_ms);
+    gnutls_record_set_timeout(s, (unsigned)srv->timeout_ms);
+    *out = s;
+    return 0;
+
+fail_session:
+    gnutls_deinit(s);
+fail:
+    snprintf(conn->note, sizeof conn->note, "session setup: %s", gnutls_strerror(ret));
+    return -1;
+}
+
+/* ======================= 4. The transport: one deadline per connection === */
+/*
+ * GnuTLS's own timeouts restart whenever a byte arrives, so a client that
+ * dribbles one byte a second could hold this one-at-a-time server for
+ * minutes.  These three functions move the bytes for GnuTLS and never wait
+ * past the connection's deadline, whether reading or writing.
+ */
+
+static volatile sig_atomic_t stop_requested;    /* set by SIGINT/SIGTERM */
+
+static long ms_left(const struct connection *conn)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (conn->deadline.tv_sec - now.tv_sec) * 1000L +
+           (conn->deadline.tv_nsec - now.tv_nsec) / 1000000L;
+}
+
+/* Wait until the socket is ready for `events` or the deadline (or `limit_ms`)
+ * passes: 1 = ready, 0 = time is up, -1 = stop requested or poll failed. */
+static int wait_ready(struct connection *conn, short events, long limit_ms)
+{
+    for (;;) {
+        long left = ms_left(conn);
+        if (left <= 0)
+            return 0;
+        if (limit_ms >= 0 && limit_ms < left)
+            left = limit_ms;
+        struct pollfd p = {.fd = conn->fd, .events = events};
+        int n = poll(&p, 1, (int)left);
+        if (n >= 0)
+            return n > 0 ? 1 : 0;
+        if (errno != EINTR || stop_requested)
+            return -1;
+    }
+}
+
+static int transport_wait(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+    long limit = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (long)ms;
+    return wait_ready(ptr, POLLIN, limit);
+}
+
+static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size)
+{
+    struct connection *conn = ptr;
+    return recv(conn->fd, buf, size, 0);
+}
+
+/* MSG_NOSIGNAL: a client that resets the connection makes send() fail with
+ * EPIPE instead of raising SIGPIPE, which would kill the whole server. */
+static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_t size)
+{
+    struct connection *conn = ptr;
+    int ready = wait_ready(conn, POLLOUT, -1);
+    if (ready <= 0) {
+        errno = ready == 0 ? ETIMEDOUT : EINTR;
+        return -1;
+    }
+    return send(conn->fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* ======================= 5. The accept loop ============================== */
+/*
+ * Tutorial: https.createServer(opts, app).listen(9999).  Like Node, we
+ * listen on every address, IPv6 and IPv4 on one socket where the system has
+ * IPv6.  One client at a time: simple to read, and the deadline above keeps
+ * one slow client from holding everyone else for long.
+ */
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;    /* no SA_RESTART: accept() returns EINTR and we stop */
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
+        fprintf(stderr, "server: sigaction: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int open_listener(int port, int *bound_port)
+{
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } addr;
+    socklen_t len;
+    int one = 1, zero = 0;
+
+    memset(&addr, 0, sizeof addr);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd >= 0) {
+        addr.v6.sin6_family = AF_INET6;
+        addr.v6.sin6_addr = in6addr_any;
+        addr.v6.sin6_port = htons((unsigned short)port);
+        len = sizeof addr.v6;
+        /* accept IPv4 clients too, as ::ffff:a.b.c.d */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    } else if (errno == EAFNOSUPPORT) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        addr.v4.sin_family = AF_INET;
+        addr.v4.sin_addr.s_addr = htonl(INADDR_ANY);
+        addr.v4.sin_port = htons((unsigned short)port);
+        len = sizeof addr.v4;
+    }
+    if (fd < 0) {
+        fprintf(stderr, "server: socket: %s\n", strerror(errno));
+        return -1;
+    }
+    /* restart at once after a stop, without waiting out TIME_WAIT */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, &addr.sa, len) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, &addr.sa, &len) < 0) {
+        fprintf(stderr, "server: cannot listen on port %d: %s\n", port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    *bound_port = ntohs(addr.sa.sa_family == AF_INET6 ? addr.v6.sin6_port : addr.v4.sin_port);
+    return fd;
+}
+
+/* The client's address as text for the log, without reverse DNS (slow,
+ * and a name the client's DNS chooses is not evidence of anything). */
+static void describe_peer(const struct sockaddr_storage *peer, socklen_t len,
+                          char *out, size_t size)
+{
+    if (getnameinfo((const struct sockaddr *)peer, len, out, (socklen_t)size,
+                    NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(out, size, "?");
+    else if (strncmp(out, "::ffff:", 7) == 0 && strchr(out, '.'))
+        memmove(out, out + 7, strlen(out + 7) + 1);     /* IPv4 as IPv4 */
+}
+
+static void serve_connection(const struct server *srv, int fd, const char *peer);
+
+static void accept_loop(const struct server *srv)
+{
+    while (!stop_requested) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        char peer_text[INET6_ADDRSTRLEN];
+
+        int fd = accept(srv->listen_fd, (struct sockaddr *)&peer, &len);
+        if (fd < 0) {
+            if (errno != EINTR && errno != ECONNABORTED)
+                fprintf(stderr, "server: accept: %s\n", strerror(errno));
+            continue;
+        }
+        describe_peer(&peer, len, peer_text, sizeof peer_text);
+        serve_connection(srv, fd, peer_text);
+        close(fd);
+    }
+}
+
+/* ======================= 6. The request ================================== */
+/*
+ * A minimal HTTP/1.1 server side (RFC 9112): read the request head (request
+ * line and header fields, up to an empty line), check its form, route on
+ * method and path.  We never read a body: every answer closes the connection.
+ */
+
+struct request {
+    const char *method;
+    size_t method_len;
+    const char *path;           /* the target without its ?query */
+    size_t path_len;
+    const char *problem;        /* why the head is malformed, for the log */
+};
+
+/* Where the head ends: just past the empty line, or 0 if not there yet.
+ * RFC 9112 lets a server accept a bare LF as a line end; we do. */
+static size_t find_head_end(const char *buf, size_t len)
+{
+    for (size_t i = 1; i < len; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (buf[i - 1] == '\n')
+            return i + 1;
+        if (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')
+            return i + 1;
+    }
+    return 0;
+}
+
+/* A printable copy of the request line for the log: a client must not be
+ * able to forge log lines with control characters. */
+static void remember_request_line(struct connection *conn, const char *buf, size_t len)
+{
+    size_t i, max = sizeof conn->request_line - 1;
+    for (i = 0; i < len && i < max && buf[i] != '\r' && buf[i] != '\n'; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        conn->request_line[i] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+    }
+    conn->request_line[i] = '\0';
+}
+
+/* Read until the head is complete.  Returns 0 when it is, 414 or 431 when it
+ * outgrows the buffer (the status to answer), -1 when the client is gone. */
+static int read_request_head(gnutls_session_t s, struct connection *conn,
+                             char *buf, size_t cap, size_t *head_len)
+{
+    size_t used = 0;
+    int result = 0;
+    while ((*head_len = find_head_end(buf, used)) == 0) {
+        if (used == cap) {  /* RFC 9112: 414 if the request line alone is too long */
+            result = memchr(buf, '\n', used) ? 431 : 414;
+            break;
+        }
+        ssize_t n = gnutls_record_recv(s, buf + used, cap - used);
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
+            continue;
+        if (n <= 0) {
+            snprintf(conn->note, sizeof conn->note, "no request: %s",
+                     n == 0 ? "the client closed the connection" : gnutls_strerror((int)n));
+            result = -1;
+            break;
+        }
+        used += (size_t)n;
+    }
+    remember_request_line(conn, buf, used);
+    return result;
+}
+
+/* RFC 9110 token characters: method and header names. */
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool all_tchars(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
+    return n > 0;
+}
+
+/* A field value: visible characters, spaces, tabs and (obsolete) bytes >= 0x80. */
+static bool valid_field_value(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 ? c != '\t' : c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* The next line of the head, without its LF or CRLF; false at the end. */
+static bool next_line(const char **p, const char *end, const char **line, size_t *len)
+{
+    if (*p >= end)
+        return false;
+    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+    if (nl == NULL)
+        return false;
+    *line = *p;
+    *len = (size_t)(nl - *p);
+    if (*len > 0 && nl[-1] == '\r')
+        (*len)--;
+    *p = nl + 1;
+    return true;
+}
+
+static int malformed(struct request *req, int status, const char *problem)
+{
+    req->problem = problem;
+    return status;
+}
+
+/* Check the head's form and find method and path.  Returns 0, or the HTTP
+ * status that explains what is wrong (400, 505). */
+static int parse_request(const char *head, size_t len, struct request *req)
+{
+    const char *p = head, *end = head + len, *line;
+    size_t n;
+
+    /* request-line = method SP request-target SP HTTP-version */
+    if (!next_line(&p, end, &line, &n))
+        return malformed(req, 400, "no request line");
+    const char *sp1 = memchr(line, ' ', n);
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - line)) : NULL;
+    if (sp2 == NULL)
+        return malformed(req, 400, "request line is not METHOD TARGET VERSION");
+    req->method = line;
+    req->method_len = (size_t)(sp1 - line);
+    const char *target = sp1 + 1;
+    size_t target_len = (size_t)(sp2 - target);
+    const char *version = sp2 + 1;
+    size_t version_len = n - (size_t)(version - line);
+
+    if (!all_tchars(req->method, req->method_len))
+        return malformed(req, 400, "bad method");
+    /* origin-form only ("/path?query"): printable ASCII, no spaces */
+    if (target_len == 0 || target[0] != '/')
+        return malformed(req, 400, "target does not start with /");
+    for (size_t i = 0; i < target_len; i++)
+        if ((unsigned char)target[i] <= 0x20 || (unsigned char)target[i] >= 0x7f)
+            return malformed(req, 400, "target holds a byte outside printable ASCII");
+    if (version_len != 8 || memcmp(version, "HTTP/", 5) != 0 ||
+        version[5] < '0' || version[5] > '9' || version[6] != '.' ||
+        version[7] < '0' || version[7] > '9')
+        return malformed(req, 400, "bad HTTP version");
+    if (version[5] != '1')
+        return malformed(req, 505, "only HTTP/1.x is spoken here");
+    const char *query = memchr(target, '?', target_len);
+    req->path = target;
+    req->path_len = query ? (size_t)(query - target) : target_len;
+
+    /* field-line = field-name ":" OWS field-value OWS, up to an empty line */
+    int hosts = 0;
+    while (next_line(&p, end, &line, &n) && n > 0) {
+        const char *colon = memchr(line, ':', n);
+        if (colon == NULL || !all_tchars(line, (size_t)(colon - line)) ||
+            !valid_field_value(colon + 1, n - (size_t)(colon + 1 - line)))
+            return malformed(req, 400, "bad header line");  /* also obsolete line folding */
+        if (colon - line == 4 && strncasecmp(line, "host", 4) == 0)
+            hosts++;
+    }
+    /* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it */
+    if (hosts > 1)
+        return malformed(req, 400, "more than one Host header");
+    if (hosts == 0 && version[7] != '0')
+        return malformed(req, 400, "HTTP/1.1 request without Host header");
+    return 0;
+}
+
+static bool path_is(const struct request *req, const char *path)
+{
+    return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
+}
+
+static bool method_is(const struct request *req, const char *method)
+{
+    return req->method_len == strlen(method) && memcmp(req->method, method, req->method_len) == 0;
+}
+
+/* ======================= 7. The certificate check ======================== */
+/*
+ * Tutorial: req.client.authorized, and req.connection.getPeerCertificate().
+ * The handshake has finished whatever the client sent (GNUTLS_CERT_REQUEST);
+ * now we look at what it was.
+ */
+
+enum verdict { NO_CERTIFICATE, NOT_TRUSTED, TRUSTED };
+
+struct identity {
+    enum verdict verdict;
+    char *subject_cn;           /* "Alice"; the whole DN if there is no CN */
+    char *issuer_cn;            /* "localhost" */
+    char *subject_dn;           /* "CN=Alice", for the log */
+    char *reason;               /* why not trusted, in GnuTLS's words */
+};
+
+typedef int (*dn_by_oid_fn)(gnutls_x509_crt_t, const char *, unsigned, unsigned,
+                            void *, size_t *);
+typedef int (*dn3_fn)(gnutls_x509_crt_t, gnutls_datum_t *, unsigned);
+
+/* A copy of a GnuTLS string, in memory we free with free(). */
+static char *copy_datum(gnutls_datum_t *d)
+{
+    char *s = malloc(d->size + 1);
+    if (s) {
+        memcpy(s, d->data, d->size);
+        s[d->size] = '\0';
+    }
+    gnutls_free(d->data);
+    return s;
+}
+
+/* The common name (CN) of the subject or issuer, whatever its length: ask
+ * for the size first, then read it.  With no CN, the whole distinguished
+ * name stands in, so the page still says who it was. */
+static char *read_common_name(gnutls_x509_crt_t crt, dn_by_oid_fn get_by_oid, dn3_fn get_dn)
+{
+    size_t size = 0;
+    int ret = get_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, NULL, &size);
+    if (ret == GNUTLS_E_SHORT_MEMORY_BUFFER) {
+        char *cn = malloc(size);
+        if (cn && get_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &size) == 0)
+            return cn;
+        free(cn);
+        return NULL;
+    }
+    gnutls_datum_t dn = {NULL, 0};
+    if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE && get_dn(crt, &dn, 0) == 0)
+        return copy_datum(&dn);
+    return NULL;
+}
+
+/* Read the names from the client's own certificate, the first one sent. */
+static int read_names(gnutls_session_t s, struct identity *id)
+{
+    unsigned int count = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &count);
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t dn = {NULL, 0};
+    int ret;
+
+    if (certs == NULL || count == 0)
+        return GNUTLS_E_NO_CERTIFICATE_FOUND;
+    ret = gnutls_x509_crt_init(&crt);
+    if (ret < 0)
+        return ret;
+    ret = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+    if (ret == 0) {
+        id->subject_cn = read_common_name(crt, gnutls_x509_crt_get_dn_by_oid,
+                                          gnutls_x509_crt_get_dn3);
+        id->issuer_cn = read_common_name(crt, gnutls_x509_crt_get_issuer_dn_by_oid,
+                                         gnutls_x509_crt_get_issuer_dn3);
+        ret = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+        if (ret == 0)
+            id->subject_dn = copy_datum(&dn);
+        if (!id->subject_cn || !id->issuer_cn || !id->subject_dn)
+            ret = ret < 0 ? ret : GNUTLS_E_MEMORY_ERROR;
+    }
+    gnutls_x509_crt_deinit(crt);
+    return ret;
+}
+
+/*
+ * Decide on the verification status, never on the return value alone: a
+ * certificate from an unknown issuer verifies "successfully" (0) with a
+ * status that says it is not trusted.  status starts as INVALID so that any
+ * path we did not foresee refuses.
+ *
+ * The purpose check (TLS WWW client) refuses a certificate our CA made for
+ * servers only; one without any extended key usage may serve any purpose.
+ */
+static void check_client_certificate(gnutls_session_t s, struct identity *id)
+{
+    gnutls_typed_vdata_st purpose = {
+        .type = GNUTLS_DT_KEY_PURPOSE_OID,
+        .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
+    };
+    unsigned int status = GNUTLS_CERT_INVALID;
+    gnutls_datum_t text = {NULL, 0};
+
+    memset(id, 0, sizeof *id);
+    int ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
+    if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+        id->verdict = NO_CERTIFICATE;
+        return;
+    }
+    id->verdict = (ret == 0 && status == 0) ? TRUSTED : NOT_TRUSTED;
+
+    if (ret < 0)
+        id->reason = strdup(gnutls_strerror(ret));
+    else if (status != 0 &&
+             gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0)
+        id->reason = copy_datum(&text);
+    for (size_t n = id->reason ? strlen(id->reason) : 0; n > 0 && id->reason[n - 1] == ' '; n--)
+        id->reason[n - 1] = '\0';      /* GnuTLS ends its sentences with a space */
+
+    ret = read_names(s, id);
+    if (ret < 0 && id->verdict == TRUSTED) {
+        /* trusted, yet unreadable: refuse rather than greet "(null)" */
+        id->verdict = NOT_TRUSTED;
+        free(id->reason);
+        id->reason = strdup(gnutls_strerror(ret));
+    }
+}
+
+static void free_identity(struct identity *id)
+{
+    free(id->subject_cn);
+    free(id->issuer_cn);
+    free(id->subject_dn);
+    free(id->reason);
+}
+
+/* ======================= 8. The answer =================================== */
+
+/* Certificate fields are chosen by whoever made the certificate: escape them
+ * before they go into HTML, or a CN of "<script>..." runs in the browser. */
+static char *html_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += strchr("&<>\"'", *p) ? 6 : 1;
+    char *out = malloc(n + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': o = stpcpy(o, "&amp;"); break;
+        case '<': o = stpcpy(o, "&lt;"); break;
+        case '>': o = stpcpy(o, "&gt;"); break;
+        case '"': o = stpcpy(o, "&quot;"); break;
+        case '\'': o = stpcpy(o, "&#39;"); break;
+        default: *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* printf into freshly allocated memory. */
+static char *format_text(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (s) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Internal Server Error";
+    }
+}
+
+/* The tutorial's three answers for /authenticate.  Sets *status. */
+static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
+{
+    struct identity id;
+    char *page = NULL, *who = NULL, *issuer = NULL;
+
+    check_client_certificate(s, &id);
+    if (id.verdict == NO_CERTIFICATE) {
+        *status = 401;
+        snprintf(conn->note, sizeof conn->note, "no client certificate");
+        page = strdup("Sorry, but you need to provide a client certificate to continue.");
+        goto out;
+    }
+    who = html_escape(id.subject_cn ? id.subject_cn : "stranger");
+    issuer = html_escape(id.issuer_cn ? id.issuer_cn : "an unknown issuer");
+    if (who && issuer && id.verdict == TRUSTED) {
+        *status = 200;
+        snprintf(conn->note, sizeof conn->note, "admitted \"%s\"", id.subject_dn);
+        page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
+    } else if (who && issuer) {
+        *status = 403;
+        snprintf(conn->note, sizeof conn->note, "refused \"%s\": %s",
+                 id.subject_dn ? id.subject_dn : "?", id.reason ? id.reason : "not trusted");
+        page = format_text("Sorry %s, certificates from %s are not welcome here.", who, issuer);
+    }
+out:
+    free(who);
+    free(issuer);
+    free_identity(&id);
+    return page;
+}
+
+/* Route the request (tutorial: app.get('/') and app.get('/authenticate'))
+ * and return the page; *status says which answer it is. */
+static char *route(gnutls_session_t s, struct connection *conn,
+                   const struct request *req, int *status)
+{
+    if (!method_is(req, "GET") && !method_is(req, "HEAD"))
+        *status = 405;
+    else if (path_is(req, "/"))
+        return *status = 200,
+               strdup("<a href=\"authenticate\">Log in using client certificate</a>");
+    else if (path_is(req, "/authenticate"))
+        return authenticate_page(s, conn, status);
+    else
+        *status = 404;
+    return format_text("%d %s", *status, status_text(*status));
+}
+
+/* gnutls_record_send() may take a long message in several records. */
+static int send_all(gnutls_session_t s, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = gnutls_record_send(s, data, len);
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
+            continue;   /* the transport's deadline bounds these retries */
+        if (n < 0)
+            return (int)n;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Status line, headers and body in one message, so that they leave in one
+ * TLS record.  HEAD gets the same headers and no body. */
+static int send_response(gnutls_session_t s, struct connection *conn, int status,
+                         const char *body, bool head_only)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+
+    /* Cache-Control: the page depends on the certificate, so no cache may
+     * hand Alice's greeting to the next visitor. */
+    char *msg = format_text("HTTP/1.1 %d %s\r\n"
+                            "Date: %s\r\n"
+                            "Content-Type: text/html; charset=utf-8\r\n"
+                            "Content-Length: %zu\r\n"
+                            "Cache-Control: no-store\r\n"
+                            "%s"
+                            "Connection: close\r\n"
+                            "\r\n"
+                            "%s\n",
+                            status, status_text(status), date, strlen(body) + 1,
+                            status == 405 ? "Allow: GET, HEAD\r\n" : "",
+                            head_only ? "" : body);
+    if (msg == NULL)
+        return GNUTLS_E_MEMORY_ERROR;
+    size_t len = strlen(msg) - (head_only ? 1 : 0);    /* HEAD: not even the newline */
+    int ret = send_all(s, msg, len);
+    free(msg);
+    if (ret == 0)
+        conn->status = status;
+    return ret;
+}
+
+/* ======================= 9. One connection; main() ======================= */
+
+static void log_connection(const struct connection *conn, gnutls_session_t s)
+{
+    const char *tls = s ? gnutls_protocol_get_name(gnutls_protocol_get_version(s)) : NULL;
+    char status[8] = "-";
+    if (conn->status)
+        snprintf(status, sizeof status, "%d", conn->status);
+    fprintf(stderr, "%s %s \"%s\" %s%s%s\n", conn->peer, tls ? tls : "-",
+            conn->request_line, status, conn->note[0] ? " " : "", conn->note);
+}
+
+/* Handshake, read the request, answer it, close.  Every failure ends this
+ * connection only; it is logged and the accept loop goes on. */
+static void serve_connection(const struct server *srv, int fd, const char *peer)
+{
+    struct connection conn = {.fd = fd};
+    gnutls_session_t s = NULL;
+    char head[MAX_REQUEST_HEAD];
+    size_t head_len = 0;
+    int ret, status = 0;
+    char *page = NULL;
+    bool head_only = false;
+    struct request req;
+    int one = 1;
+
+    snprintf(conn.peer, sizeof conn.peer, "%s", peer);
+    clock_gettime(CLOCK_MONOTONIC, &conn.deadline);
+    conn.deadline.tv_sec += srv->timeout_ms / 1000;
+    /* Send small records at once: without this, Nagle's algorithm and the
+     * client's delayed ACK can hold our response back ~40 ms. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    if (start_session(srv, &conn, &s) < 0)
+        goto out;
+    do {
+        ret = gnutls_handshake(s);
+    } while (ret < 0 && !gnutls_error_is_fatal(ret) && !stop_requested);
+    if (ret < 0) {
+        snprintf(conn.note, sizeof conn.note, "handshake failed: %s", gnutls_strerror(ret));
+        goto out;
+    }
+
+    ret = read_request_head(s, &conn, head, sizeof head, &head_len);
+    if (ret < 0)
+        goto out;
+    status = ret > 0 ? ret : parse_request(head, head_len, &req);
+    if (status == 0) {
+        head_only = method_is(&req, "HEAD");
+        page = route(s, &conn, &req, &status);
+    } else {
+        if (ret == 0)
+            snprintf(conn.note, sizeof conn.note, "%s", req.problem);
+        page = format_text("%d %s", status, status_text(status));
+    }
+    if (page == NULL) {
+        status = 500;
+        snprintf(conn.note, sizeof conn.note, "out of memory");
+        page = format_text("500 %s", status_text(500));
+    }
+    ret = page ? send_response(s, &conn, status, page, head_only) : GNUTLS_E_MEMORY_ERROR;
+    if (ret < 0) {
+        snprintf(conn.note, sizeof conn.note, "sending the answer failed: %s",
+                 gnutls_strerror(ret));
+        goto out;
+    }
+    /* close_notify tells the client the answer is complete; SHUT_WR does not
+     * wait for the client's own, since we close anyway. */
+    ret = gnutls_bye(s, GNUTLS_SHUT_WR);
+    if (ret < 0) {
+        size_t used = strlen(conn.note);
+        snprintf(conn.note + used, sizeof conn.note - used, " (close_notify: %s)",
+                 gnutls_strerror(ret));
+    }
+out:
+    if (conn.status == 0 && stop_requested)
+        snprintf(conn.note, sizeof conn.note, "dropped: the server is stopping");
+    log_connection(&conn, s);
+    free(page);
+    if (s)
+        gnutls_deinit(s);
+}
+
+int main(int argc, char **argv)
+{
+    struct options opt;
+    struct server srv = {.listen_fd = -1};
+    int port;
+
+    switch (parse_options(argc, argv, &opt)) {
+    case 1: return 0;
+    case -1: return 2;
+    }
+    srv.timeout_ms = opt.timeout_s * 1000;
+    if (load_credentials(&srv, &opt) < 0 || install_signal_handlers() < 0 ||
+        (srv.listen_fd = open_listener(opt.port, &port)) < 0) {
+        free_server(&srv);
+        return 1;
+    }
+    fprintf(stderr, "server: listening on https://localhost:%d/ (Ctrl-C stops)\n", port);
+    accept_loop(&srv);
+    fprintf(stderr, "server: stopped\n");
+    free_server(&srv);
+    return 0;
+}
