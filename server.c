@@ -254,6 +254,7 @@ struct connection {
     int fd;
     struct timespec deadline;   /* the whole exchange must end by then */
     char peer[INET6_ADDRSTRLEN];
+    const char *tls_version;    /* "TLS1.3", once the handshake is done */
     char request_line[120];     /* printable copy, for the log */
     int status;                 /* HTTP status sent, 0 if none */
     char note[512];             /* who the client is, or what went wrong */
@@ -947,13 +948,13 @@ static int send_response(gnutls_session_t s, struct connection *conn, int status
 
 /* ======================= 9. One connection; main() ======================= */
 
-static void log_connection(const struct connection *conn, gnutls_session_t s)
+static void log_connection(const struct connection *conn)
 {
-    const char *tls = s ? gnutls_protocol_get_name(gnutls_protocol_get_version(s)) : NULL;
     char status[8] = "-";
     if (conn->status)
         snprintf(status, sizeof status, "%d", conn->status);
-    fprintf(stderr, "%s %s \"%s\" %s%s%s\n", conn->peer, tls ? tls : "-",
+    fprintf(stderr, "%s %s \"%s\" %s%s%s\n", conn->peer,
+            conn->tls_version ? conn->tls_version : "-",
             conn->request_line, status, conn->note[0] ? " " : "", conn->note);
 }
 
@@ -987,6 +988,7 @@ static void serve_connection(const struct server *srv, int fd, const char *peer)
         snprintf(conn.note, sizeof conn.note, "handshake failed: %s", gnutls_strerror(ret));
         goto out;
     }
+    conn.tls_version = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
 
     ret = read_request_head(s, &conn, head, sizeof head, &head_len);
     if (ret < 0)
@@ -1022,7 +1024,7 @@ static void serve_connection(const struct server *srv, int fd, const char *peer)
 out:
     if (conn.status == 0 && stop_requested)
         snprintf(conn.note, sizeof conn.note, "dropped: the server is stopping");
-    log_connection(&conn, s);
+    log_connection(&conn);
     free(page);
     if (s)
         gnutls_deinit(s);
