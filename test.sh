@@ -118,6 +118,23 @@ log_has() {
 
 url() { echo "https://localhost:$port$1"; }
 
+echo "# README: each line range of the crosswalk starts where it says"
+# shellcheck disable=SC2016   # the backquotes are Markdown, not shell
+crosswalk=$(grep -oE '\[[a-z.]+:[0-9]+-[0-9]+\]\([^)]*\) `[^`]+`' README.md |
+            sed -E 's/^\[([a-z.]+):([0-9]+)-([0-9]+)\]\([^)]*\) `([^`]+)`$/\1 \2 \3 \4/')
+[ -n "$crosswalk" ] || fail "README: the crosswalk has line ranges" "none found"
+while read -r file first last anchor; do
+    name="README: $file:$first-$last is $anchor"
+    start=$(sed -n "${first}p" "$file")
+    end=$(sed -n "${last}p" "$file")
+    if [[ $start == "$anchor"* ]] && [ "$last" -ge "$first" ] &&
+        { [ "$file" != server.c ] || [ "$end" = "}" ]; }; then
+        ok "$name"
+    else
+        fail "$name" "line $first: $start" "line $last: $end"
+    fi
+done <<<"$crosswalk"
+
 echo "# making certificates with gencerts.sh (RSA-4096, takes a few seconds)"
 ./gencerts.sh "$certs" >"$work/gencerts.log" 2>&1 || {
     cat "$work/gencerts.log"
