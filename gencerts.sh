@@ -45,6 +45,11 @@ files=(server_key.pem server_cert.pem
        alice_key.pem alice_csr.pem alice_cert.pem
        bob_key.pem bob_csr.pem bob_cert.pem
        alice.p12 bob.p12)
+# and beyond the tutorial (the last part of this script)
+for who in carol dave erin frank mallory zoe; do
+    files+=("${who}_key.pem" "${who}_csr.pem" "${who}_cert.pem")
+done
+files+=(mallory_ca_key.pem mallory_ca_cert.pem alice_secret.p12 crl.pem ca)
 
 mkdir -p "$dir"
 cd "$dir"
@@ -56,7 +61,7 @@ if [ "$force" -eq 0 ]; then
         fi
     done
 fi
-rm -f "${files[@]}"
+rm -rf "${files[@]}"
 
 # Private keys must be readable by their owner only; the .p12 bundles hold
 # keys too.  A umask covers every file this script writes.
@@ -130,6 +135,120 @@ step "Bob's key and certificate bundled as bob.p12 (empty export password)" \
     openssl pkcs12 -export "${legacy[@]}" -in bob_cert.pem -inkey bob_key.pem \
     -out bob.p12 -passout pass:
 
+
 echo
-echo "Done: $dir/ holds the server's key and certificate, and Alice's and Bob's"
-echo "keys, certificates and .p12 bundles."
+echo "The tutorial's files are done: the server's key and certificate, and Alice's"
+echo "and Bob's keys, certificates and .p12 bundles."
+
+# =========================== Beyond the tutorial ============================
+# The tutorial shows one trusted and one untrusted visitor.  A real CA makes
+# more kinds of certificate, and the server must refuse each bad one for the
+# right reason.  These people are made the way a CA would really make them,
+# with smaller (RSA-2048) keys to save time; test.sh visits with each.
+#
+#   Carol    issued by our CA, then revoked; the CA publishes crl.pem  -> 403
+#   Dave     issued by our CA, expired (2020)                           -> 403
+#   Erin     issued by our CA, valid only from ten years on             -> 403
+#   Frank    issued by our CA for servers only (serverAuth)             -> 403
+#   Mallory  issued by another CA, "Mallory's CA"                       -> 403
+#   Zoe      issued by our CA; her name is HTML and non-ASCII           -> 200
+#   alice_secret.p12: Alice's bundle protected by a passphrase, "sesame"
+echo
+echo "Beyond the tutorial: more people, and a revocation list"
+
+# `openssl ca` keeps the CA's records (issued serials, revocations) in ca/.
+# Its serials start at 1000 (hex) so that none can equal Alice's 01: a
+# revocation list names certificates by serial, and revoking Carol must not
+# revoke Alice.
+mkdir -p ca/newcerts
+: >ca/index.txt
+echo 1000 >ca/serial
+echo 1000 >ca/crlnumber
+cat >ca/ca.cnf <<'CONFIG'
+[ ca ]
+default_ca = our_ca
+
+[ our_ca ]
+certificate      = server_cert.pem
+private_key      = server_key.pem
+database         = ca/index.txt
+new_certs_dir    = ca/newcerts
+serial           = ca/serial
+crlnumber        = ca/crlnumber
+default_md       = sha256
+default_days     = 365
+default_crl_days = 365
+policy           = any_name
+unique_subject   = no
+copy_extensions  = none
+x509_extensions  = client
+
+[ any_name ]
+commonName = supplied
+
+# What a careful CA puts into a client certificate.
+[ client ]
+basicConstraints = critical, CA:FALSE
+keyUsage         = critical, digitalSignature
+extendedKeyUsage = clientAuth
+
+# A certificate for a web server, not for a client.
+[ server_only ]
+basicConstraints = critical, CA:FALSE
+keyUsage         = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+CONFIG
+
+new_request() {     # new_request NAME SUBJECT
+    step "$1: a new RSA-2048 key and a CSR for $2" \
+        openssl req -newkey rsa:2048 -keyout "$1_key.pem" -out "$1_csr.pem" \
+        -nodes -utf8 -subj "$2"
+}
+our_ca_signs() {    # our_ca_signs NAME WHAT [openssl ca flags...]
+    local who=$1 what=$2
+    shift 2
+    step "$who: $what" \
+        openssl ca -batch -config ca/ca.cnf -notext -in "${who}_csr.pem" \
+        -out "${who}_cert.pem" "$@"
+}
+
+new_request carol "/CN=Carol"
+our_ca_signs carol "issued by our CA, like Alice"
+step "carol: revoked (her key was lost)" \
+    openssl ca -config ca/ca.cnf -revoke carol_cert.pem -crl_reason keyCompromise
+step "Our CA publishes its certificate revocation list (CRL); the server reads crl.pem" \
+    openssl ca -config ca/ca.cnf -gencrl -out crl.pem
+
+new_request dave "/CN=Dave"
+our_ca_signs dave "issued by our CA for 2020 only: expired" \
+    -startdate 20200101000000Z -enddate 20210101000000Z
+
+new_request erin "/CN=Erin"
+our_ca_signs erin "issued by our CA, valid only from ten years on" \
+    -startdate "$(date -u -d '+10 years' +%Y%m%d%H%M%SZ)" \
+    -enddate "$(date -u -d '+11 years' +%Y%m%d%H%M%SZ)"
+
+new_request frank "/CN=Frank"
+our_ca_signs frank "issued by our CA for a web server (serverAuth), not a client" \
+    -extensions server_only
+
+step "Mallory's CA: a CA of its own, which our server does not trust" \
+    openssl req -x509 -newkey rsa:2048 -keyout mallory_ca_key.pem -out mallory_ca_cert.pem \
+    -nodes -days 365 -subj "/CN=Mallory's CA"
+new_request mallory "/CN=Mallory"
+step "mallory: issued by Mallory's CA" \
+    openssl x509 -req -in mallory_csr.pem -CA mallory_ca_cert.pem -CAkey mallory_ca_key.pem \
+    -out mallory_cert.pem -set_serial 01 -days 365
+
+# Whoever asks for a certificate chooses its name; the server must show it
+# as text, never run it as HTML.  (In -subj a / separates names: \/ is one.)
+new_request zoe '/CN=<script>alert(1)<\/script> "Zoë", Jr.'
+our_ca_signs zoe "issued by our CA: a trusted name full of HTML and non-ASCII"
+
+# Tutorial: "You can also password-protect the certificate."
+step "Alice's bundle again, as alice_secret.p12, protected by the passphrase sesame" \
+    openssl pkcs12 -export "${legacy[@]}" -in alice_cert.pem -inkey alice_key.pem \
+    -out alice_secret.p12 -passout pass:sesame
+
+echo
+echo "Done: $dir/ holds the tutorial's files and the people beyond it."
