@@ -56,8 +56,19 @@
 #define DEFAULT_TIMEOUT_S 5         /* longest time one client may hold us */
 #define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
 
-/* TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated (RFC 8996), and GnuTLS
- * 3.7's "NORMAL" still offers them. */
+/*
+ * TLS policy, beyond the tutorial:
+ * - TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated (RFC 8996), and GnuTLS
+ *   3.7's "NORMAL" still offers them.
+ * - No session resumption.  A resumed session carries the identity proved
+ *   in an earlier handshake, without fresh proof that the client still holds
+ *   the key, and it skips today's date and revocation checks.  GnuTLS only
+ *   resumes when asked to, so we simply never ask: no session tickets
+ *   (gnutls_session_ticket_enable_server) and no session cache (gnutls_db_*).
+ * - No renegotiation: a TLS 1.2 client that asks for a new handshake ends
+ *   its connection (see read_request_head); we never call gnutls_handshake
+ *   twice.
+ */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 struct options {
@@ -66,19 +77,22 @@ struct options {
     char key_file[PATH_MAX];     /* server_key.pem */
     char cert_file[PATH_MAX];    /* server_cert.pem */
     char ca_file[PATH_MAX];      /* the CAs whose clients we admit */
+    char crl_file[PATH_MAX];     /* certificates those CAs revoked */
+    bool crl_required;           /* --crl given: the file must be there */
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
         "usage: ./server [--port N] [--certs DIR] [--key FILE] [--cert FILE]\n"
-        "                [--ca FILE] [--timeout SECONDS]\n"
+        "                [--ca FILE] [--crl FILE] [--timeout SECONDS]\n"
         "  --port N           listen on port N (default %d; 0 = any free port)\n"
         "  --certs DIR        folder with the tutorial's files (default %s/):\n"
         "                     server_key.pem, server_cert.pem; the CA is server_cert.pem\n"
         "  --key FILE         the server's private key      (default DIR/server_key.pem)\n"
         "  --cert FILE        the server's certificate      (default DIR/server_cert.pem)\n"
         "  --ca FILE          CA certificates to trust      (default DIR/server_cert.pem)\n"
+        "  --crl FILE         revoked certificates (default DIR/crl.pem, if it exists)\n"
         "  --timeout SECONDS  longest time one connection may take (default %d)\n"
         "  --help             show this help\n",
         DEFAULT_PORT, DEFAULT_CERTS_DIR, DEFAULT_TIMEOUT_S);
@@ -116,12 +130,13 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"key", required_argument, NULL, 'k'},
         {"cert", required_argument, NULL, 'c'},
         {"ca", required_argument, NULL, 'a'},
+        {"crl", required_argument, NULL, 'r'},
         {"timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = DEFAULT_CERTS_DIR;
-    const char *key = NULL, *cert = NULL, *ca = NULL;
+    const char *key = NULL, *cert = NULL, *ca = NULL, *crl = NULL;
     int c;
 
     o->port = DEFAULT_PORT;
@@ -147,6 +162,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'k': key = optarg; break;
         case 'c': cert = optarg; break;
         case 'a': ca = optarg; break;
+        case 'r': crl = optarg; break;
         case 'h': usage(stdout); return 1;
         case ':':
             fprintf(stderr, "server: %s needs a value\n", argv[optind - 1]);
@@ -163,10 +179,12 @@ static int parse_options(int argc, char **argv, struct options *o)
     /* The tutorial trusts its own server certificate as the CA: ca: [server_cert]. */
     if ((key ? copy_path(o->key_file, key) : join_path(o->key_file, dir, "server_key.pem")) < 0 ||
         (cert ? copy_path(o->cert_file, cert) : join_path(o->cert_file, dir, "server_cert.pem")) < 0 ||
-        (ca ? copy_path(o->ca_file, ca) : join_path(o->ca_file, dir, "server_cert.pem")) < 0) {
+        (ca ? copy_path(o->ca_file, ca) : join_path(o->ca_file, dir, "server_cert.pem")) < 0 ||
+        (crl ? copy_path(o->crl_file, crl) : join_path(o->crl_file, dir, "crl.pem")) < 0) {
         fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
         return -1;
     }
+    o->crl_required = crl != NULL;
     return 0;
 }
 
@@ -228,6 +246,22 @@ static int load_credentials(struct server *srv, const struct options *o)
         fprintf(stderr, "server: no CA certificate in %s: %s\n", o->ca_file,
                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM certificate");
         return -1;
+    }
+    /* Beyond the tutorial: a CA takes back certificates by listing them in
+     * a CRL.  Loaded after the CAs: GnuTLS checks the CRL's signature with
+     * them.  Without a CRL, a revoked certificate would still be admitted. */
+    if (o->crl_required || access(o->crl_file, F_OK) == 0) {
+        if (check_readable(o->crl_file, "certificate revocation list") < 0)
+            return -1;
+        ret = gnutls_certificate_set_x509_crl_file(srv->creds, o->crl_file, GNUTLS_X509_FMT_PEM);
+        if (ret <= 0) {
+            fprintf(stderr, "server: no usable CRL in %s: %s\n", o->crl_file,
+                    ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
+            return -1;
+        }
+        fprintf(stderr, "server: revoked certificates are listed in %s\n", o->crl_file);
+    } else {
+        fprintf(stderr, "server: no %s: revocation is not checked\n", o->crl_file);
     }
     ret = gnutls_priority_init(&srv->priorities, TLS_PRIORITIES, NULL);
     if (ret < 0) {
@@ -367,6 +401,20 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_
         return -1;
     }
     return send(conn->fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Lingering close (RFC 9112 9.6).  If a client sent more than we read (a
+ * request head over the limit, a body, a second request), closing at once
+ * makes the kernel answer those unread bytes with a reset, and a reset can
+ * destroy our answer before the client has read it.  So: say we are done
+ * writing, then read and drop whatever still comes, until the client closes
+ * (at most a second, and never past the deadline). */
+static void linger_close(struct connection *conn)
+{
+    char sink[4096];
+    shutdown(conn->fd, SHUT_WR);
+    while (wait_ready(conn, POLLIN, 1000) == 1 && recv(conn->fd, sink, sizeof sink, 0) > 0)
+        continue;
 }
 
 /* ======================= 5. The accept loop ============================== */
@@ -524,6 +572,8 @@ static int read_request_head(gnutls_session_t s, struct connection *conn,
     while ((*head_len = find_head_end(buf, used)) == 0) {
         if (used == cap) {  /* RFC 9112: 414 if the request line alone is too long */
             result = memchr(buf, '\n', used) ? 431 : 414;
+            snprintf(conn->note, sizeof conn->note, "request %s over %zu bytes",
+                     result == 414 ? "line" : "head", cap);
             break;
         }
         ssize_t n = gnutls_record_recv(s, buf + used, cap - used);
@@ -531,7 +581,9 @@ static int read_request_head(gnutls_session_t s, struct connection *conn,
             continue;
         if (n <= 0) {
             snprintf(conn->note, sizeof conn->note, "no request: %s",
-                     n == 0 ? "the client closed the connection" : gnutls_strerror((int)n));
+                     n == 0 ? "the client closed the connection"
+                     : n == GNUTLS_E_REHANDSHAKE ? "the client asked to renegotiate; refused"
+                     : gnutls_strerror((int)n));
             result = -1;
             break;
         }
@@ -670,7 +722,8 @@ struct identity {
     char *subject_cn;           /* "Alice"; the whole DN if there is no CN */
     char *issuer_cn;            /* "localhost" */
     char *subject_dn;           /* "CN=Alice", for the log */
-    char *reason;               /* why not trusted, in GnuTLS's words */
+    char *why;                  /* why not trusted, in a reader's words */
+    char *reason;               /* the same in GnuTLS's words, for the log */
 };
 
 typedef int (*dn_by_oid_fn)(gnutls_x509_crt_t, const char *, unsigned, unsigned,
@@ -689,6 +742,19 @@ static char *copy_datum(gnutls_datum_t *d)
     return s;
 }
 
+/* GnuTLS hands a name back escaped for use inside a DN string (RFC 4514:
+ * "Doe\, John"); the page shows the name itself. */
+static void unescape_dn_value(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (*s == '\\' && s[1] != '\0')
+            s++;
+        *out++ = *s;
+    }
+    *out = '\0';
+}
+
 /* The common name (CN) of the subject or issuer, whatever its length: ask
  * for the size first, then read it.  With no CN, the whole distinguished
  * name stands in, so the page still says who it was. */
@@ -698,8 +764,10 @@ static char *read_common_name(gnutls_x509_crt_t crt, dn_by_oid_fn get_by_oid, dn
     int ret = get_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, NULL, &size);
     if (ret == GNUTLS_E_SHORT_MEMORY_BUFFER) {
         char *cn = malloc(size);
-        if (cn && get_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &size) == 0)
+        if (cn && get_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &size) == 0) {
+            unescape_dn_value(cn);
             return cn;
+        }
         free(cn);
         return NULL;
     }
@@ -739,6 +807,30 @@ static int read_names(gnutls_session_t s, struct identity *id)
     return ret;
 }
 
+/* Why a certificate was refused, in a reader's words (the 403 page says it).
+ * GnuTLS's own sentence goes to the log beside it. */
+static char *refusal_words(unsigned int status)
+{
+    static const struct {
+        unsigned int bit;
+        const char *words;
+    } reasons[] = {
+        {GNUTLS_CERT_REVOKED, "it was revoked by its issuer"},
+        {GNUTLS_CERT_EXPIRED, "it has expired"},
+        {GNUTLS_CERT_NOT_ACTIVATED, "it is not valid yet"},
+        {GNUTLS_CERT_PURPOSE_MISMATCH, "it was not made for TLS clients (wrong purpose)"},
+        {GNUTLS_CERT_SIGNER_NOT_FOUND, "its issuer is not a CA we trust (unknown issuer)"},
+        {GNUTLS_CERT_SIGNATURE_FAILURE, "its signature does not verify"},
+        {GNUTLS_CERT_INSECURE_ALGORITHM, "it is signed with an insecure algorithm"},
+    };
+    char text[400] = "";
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        if (status & reasons[i].bit)
+            snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s",
+                     text[0] ? "; " : "", reasons[i].words);
+    return strdup(text[0] ? text : "it is not trusted");
+}
+
 /*
  * Decide on the verification status, never on the return value alone: a
  * certificate from an unknown issuer verifies "successfully" (0) with a
@@ -764,6 +856,8 @@ static void check_client_certificate(gnutls_session_t s, struct identity *id)
         return;
     }
     id->verdict = (ret == 0 && status == 0) ? TRUSTED : NOT_TRUSTED;
+    if (id->verdict == NOT_TRUSTED)
+        id->why = ret < 0 ? strdup("it could not be verified") : refusal_words(status);
 
     if (ret < 0)
         id->reason = strdup(gnutls_strerror(ret));
@@ -779,6 +873,7 @@ static void check_client_certificate(gnutls_session_t s, struct identity *id)
         id->verdict = NOT_TRUSTED;
         free(id->reason);
         id->reason = strdup(gnutls_strerror(ret));
+        id->why = strdup("its names could not be read");
     }
 }
 
@@ -787,6 +882,7 @@ static void free_identity(struct identity *id)
     free(id->subject_cn);
     free(id->issuer_cn);
     free(id->subject_dn);
+    free(id->why);
     free(id->reason);
 }
 
@@ -869,9 +965,13 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn, int 
         page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
     } else if (who && issuer) {
         *status = 403;
-        snprintf(conn->note, sizeof conn->note, "refused \"%s\": %s",
-                 id.subject_dn ? id.subject_dn : "?", id.reason ? id.reason : "not trusted");
-        page = format_text("Sorry %s, certificates from %s are not welcome here.", who, issuer);
+        snprintf(conn->note, sizeof conn->note, "refused \"%s\": %s (%s)",
+                 id.subject_dn ? id.subject_dn : "?", id.why ? id.why : "?",
+                 id.reason ? id.reason : "?");
+        /* the tutorial's sentence, then why */
+        page = format_text("Sorry %s, certificates from %s are not welcome here.\n"
+                           "<p>Refused because %s.</p>",
+                           who, issuer, id.why ? id.why : "it is not trusted");
     }
 out:
     free(who);
@@ -1021,6 +1121,7 @@ static void serve_connection(const struct server *srv, int fd, const char *peer)
         snprintf(conn.note + used, sizeof conn.note - used, " (close_notify: %s)",
                  gnutls_strerror(ret));
     }
+    linger_close(&conn);
 out:
     if (conn.status == 0 && stop_requested)
         snprintf(conn.note, sizeof conn.note, "dropped: the server is stopping");
