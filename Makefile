@@ -25,11 +25,15 @@ certs: $(CERTS)/server_cert.pem
 $(CERTS)/server_cert.pem:
 	./gencerts.sh $(CERTS)
 
-test: server
+# A GnuTLS client the tests use for what curl can't do; not part of the lesson.
+tests/tlsclient: tests/tlsclient.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARNINGS) $(GNUTLS_CFLAGS) -o $@ $< $(LDFLAGS) $(GNUTLS_LIBS)
+
+test: server tests/tlsclient
 	./test.sh
 
 clean:
-	rm -f server
+	rm -f server tests/tlsclient
 
 distclean: clean
 	rm -f $(CERTS)/*.pem $(CERTS)/*.p12
