@@ -15,7 +15,9 @@ cd "$(dirname "$0")" || exit 1
 for tool in curl openssl; do
     command -v "$tool" >/dev/null || { echo "test.sh: $tool is needed (apt-get install $tool)" >&2; exit 1; }
 done
-[ -x ./server ] || { echo "test.sh: ./server is not built (run make)" >&2; exit 1; }
+for built in ./server tests/tlsclient; do
+    [ -x "$built" ] || { echo "test.sh: $built is not built (run make test)" >&2; exit 1; }
+done
 
 work=$(mktemp -d)
 certs=$work/certs
@@ -118,20 +120,15 @@ log_has() {
 
 url() { echo "https://localhost:$port$1"; }
 
-echo "# README: each line range of the crosswalk starts where it says"
-# shellcheck disable=SC2016   # the backquotes are Markdown, not shell
-crosswalk=$(grep -oE '\[[a-z.]+:[0-9]+-[0-9]+\]\([^)]*\) `[^`]+`' README.md |
-            sed -E 's/^\[([a-z.]+):([0-9]+)-([0-9]+)\]\([^)]*\) `([^`]+)`$/\1 \2 \3 \4/')
+echo "# README: each line range of the crosswalk is the block it names"
+crosswalk=$(tests/crosswalk.sh)
 [ -n "$crosswalk" ] || fail "README: the crosswalk has line ranges" "none found"
-while read -r file first last anchor; do
-    name="README: $file:$first-$last is $anchor"
-    start=$(sed -n "${first}p" "$file")
-    end=$(sed -n "${last}p" "$file")
-    if [[ $start == "$anchor"* ]] && [ "$last" -ge "$first" ] &&
-        { [ "$file" != server.c ] || [ "$end" = "}" ]; }; then
-        ok "$name"
+while read -r file first last now_first now_last anchor; do
+    if [ "$first-$last" = "$now_first-$now_last" ]; then
+        ok "README: $file:$first-$last is $anchor"
     else
-        fail "$name" "line $first: $start" "line $last: $end"
+        fail "README: $file:$first-$last is $anchor" \
+            "it is at $now_first-$now_last now (0-0: not found); tests/crosswalk.sh --fix renumbers"
     fi
 done <<<"$crosswalk"
 
@@ -197,44 +194,196 @@ expect_raw "request line over 8 KiB: 414"        414 "GET /$long HTTP/1.1"$'\r\n
 expect_raw "headers over 8 KiB: 431"             431 $'GET / HTTP/1.1\r\nHost: x\r\nX-Big: '"$long"$'\r\n\r\n'
 log_has "log: why a request was malformed"       '400 HTTP/1\.1 request without Host header'
 
-echo "# slow and broken clients cost one connection, and at most --timeout (2 s)"
-# A client that connects and says nothing is cut off at the deadline, and
-# the next client is served.
-exec 3<>"/dev/tcp/127.0.0.1/$port"
-start=$(date +%s%N)
-fetch "${ALICE_P12[@]}" "$(url /authenticate)"
-waited=$(( ($(date +%s%N) - start) / 1000000 ))
-exec 3<&-
-if [ "$code" = 200 ] && [ "$waited" -lt 6000 ]; then
-    ok "silent client: the next one is served (after $waited ms)"
-else
-    fail "silent client: the next one is served" "got $code after $waited ms (wanted 200 within 6000 ms)"
-fi
-log_has "log: the silent client timed out" 'handshake failed: .*timed out'
-
-# A client that dribbles a byte every 0.2 s (it would hold GnuTLS's own
-# per-read timeout forever) is cut off at the same deadline.
+echo "# beyond the tutorial: certificates that must be refused, and one that must not"
+pem() { echo --cert "$certs/$1_cert.pem" --key "$certs/$1_key.pem"; }
+# shellcheck disable=SC2046   # pem prints flags to split
 {
-    printf '\x16\x03\x01\x10\x00'       # a TLS record header announcing 4 KiB
-    for _ in $(seq 50); do printf 'x'; sleep 0.2; done
-} 2>/dev/null >"/dev/tcp/127.0.0.1/$port" &
-dribbler=$!
-sleep 0.3
-start=$(date +%s%N)
-fetch "${ALICE_P12[@]}" "$(url /authenticate)"
-waited=$(( ($(date +%s%N) - start) / 1000000 ))
-kill "$dribbler" 2>/dev/null
-wait "$dribbler" 2>/dev/null
-if [ "$code" = 200 ] && [ "$waited" -lt 6000 ]; then
-    ok "dribbling client: the next one is served (after $waited ms)"
+expect "Carol (revoked, CRL): 403 'revoked'"        403 "Sorry Carol, certificates from localhost are not welcome here." $(pem carol) "$(url /authenticate)"
+[[ $body == *"revoked"* ]] || fail "Carol's page says why" "got: $body"
+expect "Dave (expired): 403 'expired'"              403 "because it has expired" $(pem dave) "$(url /authenticate)"
+expect "Erin (not yet valid): 403"                  403 "because it is not valid yet" $(pem erin) "$(url /authenticate)"
+expect "Frank (serverAuth only): 403 'purpose'"     403 "(wrong purpose)" $(pem frank) "$(url /authenticate)"
+expect "Mallory (another CA): 403 'unknown issuer'" 403 "(unknown issuer)" $(pem mallory) "$(url /authenticate)"
+expect "Bob's page says why: unknown issuer"        403 "(unknown issuer)" "${BOB_P12[@]}" "$(url /authenticate)"
+expect "Zoe (markup in her CN): 200, name escaped"  200 'Hello &lt;script&gt;alert(1)&lt;/script&gt; &quot;Zoë&quot;, Jr., your certificate' $(pem zoe) "$(url /authenticate)"
+}
+if [[ $body != *"<script>"* && $body != *'"Zoë"'* ]]; then
+    ok "Zoe's page holds no raw markup"
 else
-    fail "dribbling client: the next one is served" "got $code after $waited ms (wanted 200 within 6000 ms)"
+    fail "Zoe's page holds no raw markup" "got: $body"
+fi
+expect "Alice with a passphrase-protected .p12"     200 "$HELLO" --cert "$certs/alice_secret.p12:sesame" --cert-type p12 "$(url /authenticate)"
+fetch --cert "$certs/alice_secret.p12:wrong" --cert-type p12 "$(url /authenticate)"
+if [ "$code" = 000 ]; then
+    ok "the same .p12 with a wrong passphrase: curl can't use it"
+else
+    fail "the same .p12 with a wrong passphrase: curl can't use it" "got $code"
+fi
+log_has "log: Carol refused as revoked"  '403 refused "CN=Carol": it was revoked by its issuer'
+log_has "log: Dave refused as expired"   '403 refused "CN=Dave": it has expired'
+log_has "log: Erin refused, not yet valid" '403 refused "CN=Erin": it is not valid yet'
+log_has "log: Frank refused, wrong purpose" '403 refused "CN=Frank": .*wrong purpose'
+log_has "log: Mallory refused, unknown issuer" '403 refused "CN=Mallory": .*unknown issuer'
+log_has "log: the CRL was loaded"        "^server: revoked certificates are listed in $certs/crl.pem"
+
+echo "# TLS policy: versions, resumption, renegotiation"
+TLSCLIENT=(tests/tlsclient --port "$port" --ca "$certs/server_cert.pem")
+for v in 1.0 1.1; do
+    out=$("${TLSCLIENT[@]}" --tls "$v" --path / 2>&1)
+    if [[ $out == "handshake failed:"* ]]; then
+        ok "TLS $v is refused"
+    else
+        fail "TLS $v is refused" "got: ${out:0:200}"
+    fi
+done
+# s_client ARGS...: one request for /authenticate with openssl; prints all it says
+s_client() {
+    printf 'GET /authenticate HTTP/1.0\r\n\r\n' |
+        timeout 20 openssl s_client -connect "localhost:$port" -servername localhost \
+            -CAfile "$certs/server_cert.pem" -ign_eof "$@" 2>&1
+}
+out=$(s_client -tls1_2 -cert "$certs/alice_cert.pem" -key "$certs/alice_key.pem" -sess_out "$work/session")
+[[ $out == *"$HELLO"* ]] || fail "TLS 1.2: Alice's first visit" "got: ${out:0:300}"
+out=$(s_client -tls1_2 -sess_in "$work/session")
+if [[ $out == *"New, TLSv1.2"* && $out == *"$NEED_CERT"* ]]; then
+    ok "TLS 1.2: offering Alice's old session gets a full handshake and a fresh 401"
+else
+    fail "TLS 1.2: offering Alice's old session gets a full handshake and a fresh 401" \
+        "got: $(grep -E '^(New|Reused)|Sorry|Hello' <<<"$out")"
+fi
+rm -f "$work/session"
+out=$(s_client -tls1_3 -cert "$certs/alice_cert.pem" -key "$certs/alice_key.pem" -sess_out "$work/session")
+if [[ $out == *"$HELLO"* && ! -s $work/session ]]; then
+    ok "TLS 1.3: no session ticket to resume with"
+else
+    fail "TLS 1.3: no session ticket to resume with" "session file: $(ls -l "$work/session" 2>&1)"
+fi
+out=$( (printf 'R\n'; sleep 1; printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1) |
+    timeout 20 openssl s_client -tls1_2 -connect "localhost:$port" -servername localhost \
+        -CAfile "$certs/server_cert.pem" 2>&1)
+if [[ $out == *RENEGOTIATING* && $out != *"HTTP/1.1 200"* ]] &&
+    grep -q 'the client asked to renegotiate; refused' "$log"; then
+    ok "TLS 1.2: client-initiated renegotiation ends the connection"
+else
+    fail "TLS 1.2: client-initiated renegotiation ends the connection" "got: ${out: -300}"
 fi
 
-# (in a subshell: if the server has closed already, SIGPIPE ends only that)
-(printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-sleep 0.2
-log_has "plain HTTP to the TLS port: handshake fails, logged" 'handshake failed'
+echo "# hostile clients: each costs one connection, at most --timeout (2 s); Alice is served after each"
+# hostile NAME LOG-PATTERN COMMAND...: run a misbehaving client; the server's
+# log line for it must match LOG-PATTERN (grep -E), and Alice must still be
+# welcome right after.  The client's output is left in $work/hostile.out.
+hostile() {
+    local name=$1 pattern=$2 before new
+    shift 2
+    before=$(wc -l <"$log")
+    "$@" >"$work/hostile.out" 2>&1
+    fetch "${ALICE_P12[@]}" "$(url /authenticate)"
+    new=$(tail -n +"$((before + 1))" "$log")
+    if grep -Eq -- "$pattern" <<<"$new" && [ "$code" = 200 ] && [[ $body == *"$HELLO"* ]]; then
+        ok "$name"
+    else
+        fail "$name" "wanted a log line matching: $pattern, then Alice: 200" \
+            "log: $new" "client: $(head -c 300 "$work/hostile.out")" "Alice: $code"
+    fi
+}
+# within_bound NAME: the client's output says the server closed after N ms; N must
+# be at most the timeout plus a second.
+within_bound() {
+    local ms
+    ms=$(sed -n 's/.*closed after \([0-9]*\) ms.*/\1/p' "$work/hostile.out")
+    if [ -n "$ms" ] && [ "$ms" -le 3000 ]; then
+        ok "$1: cut off after $ms ms"
+    else
+        fail "$1: cut off within 3000 ms" "client said: $(cat "$work/hostile.out")"
+    fi
+}
+# client_saw NAME PATTERN: the last hostile client's output matches PATTERN.
+client_saw() {
+    if grep -Eq -- "$2" "$work/hostile.out"; then
+        ok "$1"
+    else
+        fail "$1" "wanted: $2" "got: $(head -c 300 "$work/hostile.out")"
+    fi
+}
+connect_and_close() { exec 3<>"/dev/tcp/127.0.0.1/$port"; exec 3<&-; }
+# (a subshell each: if the server has closed already, SIGPIPE ends only that)
+send_bytes() { (printf '%b' "$1" >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; sleep 0.1; }
+silent_for() { exec 3<>"/dev/tcp/127.0.0.1/$port"; sleep "$1"; exec 3<&-; }
+big=$(printf 'a%.0s' $(seq 65536))
+many_headers=$(printf 'X-Header-%d: value\\r\\n' $(seq 600))
+
+hostile "connect and close"           'handshake failed: .*non-properly terminated' connect_and_close
+hostile "connect and stay silent"     'handshake failed: The operation timed out'  silent_for 3
+hostile "garbage bytes"               'handshake failed'                           send_bytes '\x00\xff garbage \x01\x02\x03 garbage garbage garbage garbage'
+hostile "plain HTTP to the TLS port"  'handshake failed: .*(unexpected|packet)'    send_bytes 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'
+hostile "half a ClientHello"          'handshake failed: The operation timed out'  "${TLSCLIENT[@]}" --mode half-hello
+within_bound "half a ClientHello"
+hostile "handshake, then silence"     'no request: The operation timed out'        "${TLSCLIENT[@]}" --mode silent
+within_bound "handshake, then silence"
+start=$(date +%s%N)
+hostile "request dribbled a byte per 100 ms" '"GET /authen[^"]*" - no request: The operation timed out' \
+    "${TLSCLIENT[@]}" --mode dribble --delay-ms 100
+waited=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ "$waited" -le 4500 ]; then
+    ok "request dribbled: cut off at the deadline ($waited ms including Alice's visit)"
+else
+    fail "request dribbled: cut off at the deadline" "took $waited ms including Alice's visit"
+fi
+hostile "request head over 8 KiB: 431"      '" 431 request head over 8192 bytes'                               "${TLSCLIENT[@]}" --raw "GET / HTTP/1.1\r\nHost: x\r\nX-Big: $big\r\n\r\n"
+client_saw "  ... and the client reads the 431" '^HTTP/1.1 431 '
+hostile "a 64 KiB URI: 414"                 '" 414 request line over 8192 bytes'                               "${TLSCLIENT[@]}" --raw "GET /$big HTTP/1.1\r\nHost: x\r\n\r\n"
+client_saw "  ... and the client reads the 414" '^HTTP/1.1 414 '
+hostile "600 headers: 431"                  '" 431 request head over 8192 bytes'                               "${TLSCLIENT[@]}" --raw "GET / HTTP/1.1\r\nHost: x\r\n${many_headers}\r\n"
+hostile "NUL in the request line: 400"      '400 target holds a byte outside printable ASCII' "${TLSCLIENT[@]}" --raw 'GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n'
+hostile "non-ASCII in the request line: 400" '400 target holds a byte outside printable ASCII' "${TLSCLIENT[@]}" --raw 'GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n'
+hostile "NUL in a header: 400"              '400 bad header line'                   "${TLSCLIENT[@]}" --raw 'GET / HTTP/1.1\r\nHost: x\0y\r\n\r\n'
+hostile "pipelined requests: the first is answered" '"GET / HTTP/1.1" 200'          "${TLSCLIENT[@]}" --raw 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /authenticate HTTP/1.1\r\nHost: x\r\n\r\n'
+if [ "$(grep -c '^HTTP/1.1 ' "$work/hostile.out")" = 1 ]; then
+    ok "  ... with one answer, then the connection closes"
+else
+    fail "  ... with one answer, then the connection closes" "$(cat "$work/hostile.out")"
+fi
+hostile "request, then close without reading" '"GET /authenticate HTTP/1.1"'       "${TLSCLIENT[@]}" --mode send-close
+hostile "request, then reset (RST)"         '"GET /authenticate HTTP/1.1"'          "${TLSCLIENT[@]}" --mode reset
+
+echo "# soak: ${SOAK_CONNECTIONS:=2000} connections in a row (Alice, Bob, none); descriptors and memory stay flat"
+# server_usage: "open-descriptors resident-KiB" of the server process
+server_usage() {
+    local pid=$server_pid
+    # under a wrapper (valgrind) the server is the wrapper's process itself
+    echo "$(find "/proc/$pid/fd" -mindepth 1 | wc -l) $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")"
+}
+round=$((SOAK_CONNECTIONS / 10))
+soak_ok=1
+soak_round() {
+    if ! { "${TLSCLIENT[@]}" --count $((round / 2)) --expect 200 --expect-text "$HELLO" \
+               --cert "$certs/alice_cert.pem" --key "$certs/alice_key.pem" &&
+           "${TLSCLIENT[@]}" --count $((round / 4)) --expect 403 --expect-text "$SORRY_BOB" \
+               --cert "$certs/bob_cert.pem" --key "$certs/bob_key.pem" &&
+           "${TLSCLIENT[@]}" --count $((round - round / 2 - round / 4)) \
+               --expect 401 --expect-text "$NEED_CERT"; } >"$work/soak.out" 2>&1; then
+        soak_ok=0
+        fail "soak: every answer as expected" "$(tail -n 5 "$work/soak.out")"
+    fi
+}
+soak_round      # the first round warms up whatever GnuTLS and malloc keep
+read -r fds_before rss_before <<<"$(server_usage)"
+for _ in $(seq 9); do
+    [ "$soak_ok" = 1 ] && soak_round
+done
+read -r fds_after rss_after <<<"$(server_usage)"
+[ "$soak_ok" = 1 ] && ok "soak: $SOAK_CONNECTIONS answers, every one as expected"
+echo "       descriptors $fds_before -> $fds_after, resident memory $rss_before -> $rss_after KiB"
+if [ "$fds_after" = "$fds_before" ]; then
+    ok "soak: open descriptors flat ($fds_before -> $fds_after)"
+else
+    fail "soak: open descriptors flat" "$fds_before -> $fds_after"
+fi
+if [ "$rss_after" -le $((rss_before + 256)) ]; then
+    ok "soak: resident memory flat within 256 KiB ($rss_before -> $rss_after KiB)"
+else
+    fail "soak: resident memory flat within 256 KiB" "$rss_before -> $rss_after KiB"
+fi
 expect "after all that, Alice is still welcome"  200 "$HELLO" "${ALICE_P12[@]}" "$(url /authenticate)"
 
 echo "# stopping"
