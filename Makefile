@@ -2,6 +2,10 @@
 #   make          build ./server, and make certs/ with ./gencerts.sh if it is empty
 #   make test     run ./test.sh (its own server, port and certificates)
 #   make clean    remove the build; make distclean also removes certs/
+# Beyond that (README.md, "Proving it holds"):
+#   make asan     the whole test suite against an AddressSanitizer+UBSan build
+#   make valgrind the whole test suite with the server under valgrind
+#   make fuzz     libFuzzer on the request parser and HTML escaping (clang)
 # CFLAGS and LDFLAGS may be overridden; the warnings stay on.
 
 CFLAGS   ?= -O2 -g
@@ -11,7 +15,12 @@ CERTS     = certs
 GNUTLS_CFLAGS := $(shell pkg-config --cflags gnutls 2>/dev/null)
 GNUTLS_LIBS   := $(shell pkg-config --libs gnutls 2>/dev/null)
 
-.PHONY: all certs test clean distclean
+SANITIZE      = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 60
+VALGRIND      = valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
+                --errors-for-leak-kinds=all --track-fds=no
+
+.PHONY: all certs test asan valgrind fuzz clean distclean
 
 all: server $(CERTS)/server_cert.pem
 
@@ -32,8 +41,31 @@ tests/tlsclient: tests/tlsclient.c
 test: server tests/tlsclient
 	./test.sh
 
+server-asan: server.c
+	$(CC) $(CPPFLAGS) $(SANITIZE) $(WARNINGS) $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)
+
+asan: server-asan tests/tlsclient
+	SERVER=./server-asan ./test.sh
+
+# valgrind is slow: the soak is cut to 100 connections (still a mix of all three)
+valgrind: server tests/tlsclient
+	SERVER_WRAPPER="$(VALGRIND)" SOAK_CONNECTIONS=100 ./test.sh
+
+# libFuzzer needs clang.  New inputs go to tests/work/corpus, the seeds stay as
+# they are; a crash leaves its input in tests/work/ (keep it as a seed).
+tests/fuzz_request: tests/fuzz_request.c server.c
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    $(WARNINGS) $(GNUTLS_CFLAGS) -o $@ tests/fuzz_request.c $(GNUTLS_LIBS)
+
+fuzz: tests/fuzz_request
+	mkdir -p tests/work/corpus
+	cd tests/work && ../fuzz_request -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    corpus ../fuzz-seeds 2>fuzz.log; status=$$?; \
+	    grep -E '^(Done|stat::number_of_executed_units)|ERROR|SUMMARY' fuzz.log; exit $$status
+
 clean:
-	rm -f server tests/tlsclient
+	rm -f server server-asan tests/tlsclient tests/fuzz_request
+	rm -rf tests/work
 
 distclean: clean
 	rm -f $(CERTS)/*.pem $(CERTS)/*.p12
