@@ -6,6 +6,7 @@
 #   make asan     the whole test suite against an AddressSanitizer+UBSan build
 #   make valgrind the whole test suite with the server under valgrind
 #   make fuzz     libFuzzer on the request parser and HTML escaping (clang)
+#   make bench    server CPU per connection next to the cost of its crypto
 # CFLAGS and LDFLAGS may be overridden; the warnings stay on.
 
 CFLAGS   ?= -O2 -g
@@ -20,7 +21,7 @@ FUZZ_SECONDS ?= 60
 VALGRIND      = valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
                 --errors-for-leak-kinds=all --track-fds=no
 
-.PHONY: all certs test asan valgrind fuzz clean distclean
+.PHONY: all certs test asan valgrind fuzz bench clean distclean
 
 all: server $(CERTS)/server_cert.pem
 
@@ -51,6 +52,15 @@ asan: server-asan tests/tlsclient
 valgrind: server tests/tlsclient
 	SERVER_WRAPPER="$(VALGRIND)" SOAK_CONNECTIONS=100 ./test.sh
 
+# The crypto floor uses nettle, GnuTLS's own crypto library (it comes with
+# libgnutls28-dev), for the key exchange GnuTLS has no public call for.
+tests/floor: tests/floor.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARNINGS) $(GNUTLS_CFLAGS) -o $@ $< $(LDFLAGS) \
+	    $(GNUTLS_LIBS) $(shell pkg-config --libs hogweed nettle) -lgmp
+
+bench: server tests/tlsclient tests/floor
+	tests/bench.sh
+
 # libFuzzer needs clang.  New inputs go to tests/work/corpus, the seeds stay as
 # they are; a crash leaves its input in tests/work/ (keep it as a seed).
 tests/fuzz_request: tests/fuzz_request.c server.c
@@ -64,7 +74,7 @@ fuzz: tests/fuzz_request
 	    grep -E '^(Done|stat::number_of_executed_units)|ERROR|SUMMARY' fuzz.log; exit $$status
 
 clean:
-	rm -f server server-asan tests/tlsclient tests/fuzz_request
+	rm -f server server-asan tests/tlsclient tests/fuzz_request tests/floor
 	rm -rf tests/work
 
 distclean: clean

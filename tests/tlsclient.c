@@ -7,7 +7,7 @@
  *
  *   tlsclient --port N --ca FILE [--cert FILE --key FILE] [--tls 1.2|1.3]
  *             [--path P | --raw BYTES] [--mode MODE] [--count N]
- *             [--expect STATUS] [--expect-text TEXT] [--stats]
+ *             [--expect STATUS] [--expect-text TEXT] [--stats] [--seconds S]
  *
  * --raw takes C escapes (\r \n \t \0 \xNN \\).  Modes:
  *   normal         handshake, send the request, read the whole answer (default)
@@ -18,7 +18,9 @@
  *   half-hello     send half a ClientHello, then nothing; wait for the close
  * With one connection the answer is printed; with --count the loop stops at
  * the first answer that does not match --expect/--expect-text (exit 1).
- * --stats prints rate and latency percentiles.
+ * --stats prints rate, latency percentiles, the client's own CPU time per
+ * connection, and the TLS version and key-exchange group of the last one.
+ * --seconds S keeps connecting for S seconds (at most --count times).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +47,7 @@ struct config {
     char *raw;
     size_t raw_len;
     int count, expect, delay_ms;
+    double seconds;
     bool stats;
 };
 
@@ -255,7 +259,8 @@ int main(int argc, char **argv)
         {"cert", 1, 0, 'c'}, {"key", 1, 0, 'k'}, {"tls", 1, 0, 't'},
         {"path", 1, 0, 'P'}, {"raw", 1, 0, 'r'}, {"mode", 1, 0, 'm'},
         {"count", 1, 0, 'n'}, {"expect", 1, 0, 'e'}, {"expect-text", 1, 0, 'x'},
-        {"delay-ms", 1, 0, 'd'}, {"stats", 0, 0, 's'}, {0, 0, 0, 0},
+        {"delay-ms", 1, 0, 'd'}, {"stats", 0, 0, 's'}, {"seconds", 1, 0, 'S'},
+        {0, 0, 0, 0},
     };
     struct config c = {.host = "localhost", .path = "/authenticate", .mode = "normal",
                        .count = 1, .delay_ms = 200};
@@ -276,6 +281,7 @@ int main(int argc, char **argv)
         case 'x': c.expect_text = optarg; break;
         case 'd': c.delay_ms = atoi(optarg); break;
         case 's': c.stats = true; break;
+        case 'S': c.seconds = atof(optarg); c.count = c.count > 1 ? c.count : 1000000; break;
         default: fprintf(stderr, "tlsclient: see the comment at the top of tests/tlsclient.c\n"); return 2;
         }
     }
@@ -319,8 +325,12 @@ int main(int argc, char **argv)
     static char answer[1 << 20];
     double *lat = calloc((size_t)c.count, sizeof *lat);
     double start = now_ms();
-    int good = 0;
+    int good = 0, done = 0;
+    char version[32] = "-", group[32] = "-";
     for (int i = 0; i < c.count; i++) {
+        if (c.seconds > 0 && now_ms() - start >= c.seconds * 1e3)
+            break;
+        done++;
         double t0 = now_ms();
         int fd = connect_tcp(&c);
         gnutls_session_t s = new_session(&c, creds);
@@ -367,6 +377,9 @@ int main(int argc, char **argv)
             printf("connection %d: unexpected answer:\n%s\n", i + 1, answer);
         good += ok;
         lat[i] = now_ms() - t0;
+        snprintf(version, sizeof version, "%s", gnutls_protocol_get_name(gnutls_protocol_get_version(s)));
+        const char *g = gnutls_group_get_name(gnutls_group_get(s));
+        snprintf(group, sizeof group, "%s", g ? g : "-");
     next:
         gnutls_deinit(s);
         close(fd);
@@ -375,11 +388,16 @@ int main(int argc, char **argv)
     }
     double total = now_ms() - start;
     if (c.count > 1 || c.stats)
-        printf("%d of %d answers as expected\n", good, c.count);
-    if (c.stats && good == c.count) {
-        qsort(lat, (size_t)c.count, sizeof *lat, cmp_double);
-        printf("rate %.1f/s p50 %.2f ms p99 %.2f ms\n", c.count / (total / 1e3),
-               lat[c.count / 2], lat[(c.count * 99) / 100 < c.count ? (c.count * 99) / 100 : c.count - 1]);
+        printf("%d of %d answers as expected\n", good, done);
+    if (c.stats && good == done) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double cpu = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3 +
+                     ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3;
+        qsort(lat, (size_t)done, sizeof *lat, cmp_double);
+        printf("connections %d rate %.1f p50_ms %.3f p99_ms %.3f client_cpu_ms %.3f version %s group %s\n",
+               done, done / (total / 1e3), lat[done / 2], lat[(done * 99) / 100 < done ? (done * 99) / 100 : done - 1],
+               cpu / done, version, group);
     }
     free(lat);
     if (c.cert) {
@@ -387,5 +405,5 @@ int main(int argc, char **argv)
         gnutls_privkey_deinit(my_key);
     }
     gnutls_certificate_free_credentials(creds);
-    return good == c.count ? 0 : 1;
+    return good == done ? 0 : 1;
 }
