@@ -295,7 +295,7 @@ struct connection {
 };
 
 static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size);
-static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_t size);
+static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt);
 static int transport_wait(gnutls_transport_ptr_t ptr, unsigned int ms);
 
 static int start_session(const struct server *srv, struct connection *conn,
@@ -327,7 +327,7 @@ static int start_session(const struct server *srv, struct connection *conn,
      * timeout is set, so we set both to the same limit. */
     gnutls_transport_set_ptr(s, conn);
     gnutls_transport_set_pull_function(s, transport_pull);
-    gnutls_transport_set_push_function(s, transport_push);
+    gnutls_transport_set_vec_push_function(s, transport_push);
     gnutls_transport_set_pull_timeout_function(s, transport_wait);
     gnutls_handshake_set_timeout(s, (unsigned)srv->timeout_ms);
     gnutls_record_set_timeout(s, (unsigned)srv->timeout_ms);
@@ -390,17 +390,27 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
     return recv(conn->fd, buf, size, 0);
 }
 
-/* MSG_NOSIGNAL: a client that resets the connection makes send() fail with
- * EPIPE instead of raising SIGPIPE, which would kill the whole server. */
-static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_t size)
+/* GnuTLS hands over a whole flight of records at once (ServerHello up to
+ * Finished are seven records): one sendmsg() sends them in one TCP segment,
+ * where a send() per record would cost a system call and a packet each.
+ * We try at once and wait only when the client's window is full: a client
+ * that stops reading holds us until the deadline, no longer.
+ * MSG_NOSIGNAL: a client that resets the connection makes sendmsg() fail
+ * with EPIPE instead of raising SIGPIPE, which would kill the whole server. */
+static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 {
     struct connection *conn = ptr;
-    int ready = wait_ready(conn, POLLOUT, -1);
-    if (ready <= 0) {
-        errno = ready == 0 ? ETIMEDOUT : EINTR;
-        return -1;
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    for (;;) {
+        ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return n;
+        int ready = wait_ready(conn, POLLOUT, -1);
+        if (ready <= 0) {
+            errno = ready == 0 ? ETIMEDOUT : EINTR;
+            return -1;
+        }
     }
-    return send(conn->fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 /* Lingering close (RFC 9112 9.6).  If a client sent more than we read (a
