@@ -7,6 +7,7 @@
 #   make valgrind the whole test suite with the server under valgrind
 #   make fuzz     libFuzzer on the request parser and HTML escaping (clang)
 #   make bench    server CPU per connection next to the cost of its crypto
+#   make profile  the same in instructions, inside the server (callgrind)
 # CFLAGS and LDFLAGS may be overridden; the warnings stay on.
 
 CFLAGS   ?= -O2 -g
@@ -21,7 +22,7 @@ FUZZ_SECONDS ?= 60
 VALGRIND      = valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
                 --errors-for-leak-kinds=all --track-fds=no
 
-.PHONY: all certs test asan valgrind fuzz bench clean distclean
+.PHONY: all certs test asan valgrind fuzz bench profile clean distclean
 
 all: server $(CERTS)/server_cert.pem
 
@@ -60,6 +61,9 @@ tests/floor: tests/floor.c
 
 bench: server tests/tlsclient tests/floor
 	tests/bench.sh
+
+profile: server tests/tlsclient
+	tests/profile.sh
 
 # libFuzzer needs clang.  New inputs go to tests/work/corpus, the seeds stay as
 # they are; a crash leaves its input in tests/work/ (keep it as a seed).
