@@ -8,6 +8,8 @@
 #   make fuzz     libFuzzer on the request parser and HTML escaping (clang)
 #   make bench    server CPU per connection next to the cost of its crypto
 #   make profile  the same in instructions, inside the server (callgrind)
+#   make test-clients  curl, wget, openssl, gnutls-cli, Python and Node.js as visitors
+#   make test-browser  headless Chromium with Alice's .p12, as a reader would
 # CFLAGS and LDFLAGS may be overridden; the warnings stay on.
 
 CFLAGS   ?= -O2 -g
@@ -22,7 +24,7 @@ FUZZ_SECONDS ?= 60
 VALGRIND      = valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
                 --errors-for-leak-kinds=all --track-fds=no
 
-.PHONY: all certs test asan valgrind fuzz bench profile clean distclean
+.PHONY: all certs test asan valgrind fuzz bench profile test-clients test-browser clean distclean
 
 all: server $(CERTS)/server_cert.pem
 
@@ -42,6 +44,15 @@ tests/tlsclient: tests/tlsclient.c
 
 test: server tests/tlsclient
 	./test.sh
+
+test-clients: server
+	tests/clients.sh
+
+# The screenshot is kept in tests/work/; README.md shows one made with
+# SCREENSHOT=docs/browser-alice.png tests/browser.sh
+test-browser: server
+	mkdir -p tests/work
+	SCREENSHOT=tests/work/browser-alice.png tests/browser.sh
 
 server-asan: server.c
 	$(CC) $(CPPFLAGS) $(SANITIZE) $(WARNINGS) $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)
