@@ -141,8 +141,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 
     o->port = DEFAULT_PORT;
     o->timeout_s = DEFAULT_TIMEOUT_S;
-    opterr = 0;     /* we word the errors ourselves, naming the flag */
-    while ((c = getopt_long(argc, argv, "", flags, NULL)) != -1) {
+    /* ":" and opterr = 0: getopt stays quiet and tells us what went wrong
+     * (':' a value is missing, '?' an unknown flag); we word the errors. */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", flags, NULL)) != -1) {
         switch (c) {
         case 'p':
             o->port = (int)parse_number(optarg, 0, 65535);
@@ -248,11 +250,14 @@ static int load_credentials(struct server *srv, const struct options *o)
         return -1;
     }
     /* Beyond the tutorial: a CA takes back certificates by listing them in
-     * a CRL.  Loaded after the CAs: GnuTLS checks the CRL's signature with
-     * them.  Without a CRL, a revoked certificate would still be admitted. */
+     * a CRL; without it, a revoked certificate would still be admitted.
+     * VERIFY_CRLS makes GnuTLS check, as it loads the CRL, that one of the
+     * CAs above signed it, so a stray file is an error now, not a silent
+     * no-op later. */
     if (o->crl_required || access(o->crl_file, F_OK) == 0) {
         if (check_readable(o->crl_file, "certificate revocation list") < 0)
             return -1;
+        gnutls_certificate_set_flags(srv->creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
         ret = gnutls_certificate_set_x509_crl_file(srv->creds, o->crl_file, GNUTLS_X509_FMT_PEM);
         if (ret <= 0) {
             fprintf(stderr, "server: no usable CRL in %s: %s\n", o->crl_file,
@@ -390,8 +395,8 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
     return recv(conn->fd, buf, size, 0);
 }
 
-/* GnuTLS hands over a whole flight of records at once (ServerHello up to
- * Finished are seven records): one sendmsg() sends them in one TCP segment,
+/* GnuTLS hands over a whole flight of records at once (in TLS 1.3, seven
+ * from ServerHello to Finished): one sendmsg() sends them in one segment,
  * where a send() per record would cost a system call and a packet each.
  * We try at once and wait only when the client's window is full: a client
  * that stops reading holds us until the deadline, no longer.
@@ -520,8 +525,12 @@ static void accept_loop(const struct server *srv)
 
         int fd = accept(srv->listen_fd, (struct sockaddr *)&peer, &len);
         if (fd < 0) {
-            if (errno != EINTR && errno != ECONNABORTED)
+            if (errno != EINTR && errno != ECONNABORTED) {
+                /* out of descriptors or memory: say so, and pause rather
+                 * than spin on an error that will not go away at once */
                 fprintf(stderr, "server: accept: %s\n", strerror(errno));
+                nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
+            }
             continue;
         }
         describe_peer(&peer, len, peer_text, sizeof peer_text);

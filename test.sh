@@ -6,71 +6,15 @@
 #   curl --cert alice.p12 --cert-type p12 https://localhost:PORT/authenticate
 # (with --cacert instead of the tutorial's --insecure: we check the server too).
 # Each check prints ok or FAIL; the last line is "N passed, N failed".
-#
-# SERVER picks another build (make asan: SERVER=./server-asan); SERVER_WRAPPER
-# runs the server under another program (make valgrind); SOAK_CONNECTIONS
-# sizes the soak (default 2000).
+# SOAK_CONNECTIONS sizes the soak (default 2000); SERVER, SERVER_WRAPPER and
+# KEEP_WORK are explained in tests/lib.sh, which holds what the scripts share.
 set -u
 cd "$(dirname "$0")" || exit 1
 
-for tool in curl openssl; do
-    command -v "$tool" >/dev/null || { echo "test.sh: $tool is needed (apt-get install $tool)" >&2; exit 1; }
-done
-SERVER=${SERVER:-./server}
-for built in "$SERVER" tests/tlsclient; do
-    [ -x "$built" ] || { echo "test.sh: $built is not built (run make test)" >&2; exit 1; }
-done
-
-work=$(mktemp -d)
-certs=$work/certs
-log=$work/server.log
-server_pid=
-passed=0
-failed=0
-
-stop_server() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null
-        wait "$server_pid" 2>/dev/null
-    fi
-    server_pid=
-}
-cleanup() {
-    stop_server
-    [ -n "${KEEP_WORK:-}" ] && { echo "work folder kept: $work"; return; }
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-ok() {
-    passed=$((passed + 1))
-    echo "ok   $1"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    shift
-    printf '       %s\n' "$@"
-}
-
-# start_server [FLAGS...]: run the server in the background on a free port and
-# wait until it says it listens; sets $port.
-start_server() {
-    # shellcheck disable=SC2086   # SERVER_WRAPPER is a command line to split
-    ${SERVER_WRAPPER:-} "$SERVER" --port 0 --certs "$certs" "$@" 2>"$log" &
-    server_pid=$!
-    port=
-    for _ in $(seq 300); do
-        port=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$log")
-        [ -n "$port" ] && return 0
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "test.sh: the server did not start; its output:" >&2
-    cat "$log" >&2
-    exit 1
-}
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
+need curl openssl
+[ -x tests/tlsclient ] || { echo "test.sh: tests/tlsclient is not built (run make test)" >&2; exit 1; }
 
 # fetch CURL-ARGS...: GET (or whatever the args say) from our server; sets
 # $code (the HTTP status, 000 if none) and $body (headers too with -i).
@@ -135,11 +79,7 @@ while read -r file first last now_first now_last anchor; do
 done <<<"$crosswalk"
 
 echo "# making certificates with gencerts.sh (RSA-4096, takes a few seconds)"
-./gencerts.sh "$certs" >"$work/gencerts.log" 2>&1 || {
-    cat "$work/gencerts.log"
-    echo "test.sh: gencerts.sh failed" >&2
-    exit 1
-}
+make_certs
 
 ALICE_P12=(--cert "$certs/alice.p12" --cert-type p12)
 BOB_P12=(--cert "$certs/bob.p12" --cert-type p12)
@@ -414,35 +354,31 @@ if [ -n "${SERVER_WRAPPER:-}" ]; then
 fi
 
 echo "# the command line"
-out=$("$SERVER" --certs "$work/nowhere" 2>&1)
-status=$?
-if [ "$status" -ne 0 ] && [[ $out == *"$work/nowhere/server_key.pem"* ]]; then
-    ok "missing key file: error names it, exit $status"
-else
-    fail "missing key file: error names it" "exit $status: $out"
-fi
-out=$("$SERVER" --certs "$certs" --ca "$certs/alice_key.pem" 2>&1)
-status=$?
-if [ "$status" -ne 0 ] && [[ $out == *"no CA certificate in $certs/alice_key.pem"* ]]; then
-    ok "CA file without certificates: error names it, exit $status"
-else
-    fail "CA file without certificates: error names it" "exit $status: $out"
-fi
-out=$("$SERVER" --port 70000 2>&1)
-status=$?
-if [ "$status" -eq 2 ] && [[ $out == *"--port"*"70000"* ]]; then
-    ok "bad --port: error names the flag, exit 2"
-else
-    fail "bad --port: error names the flag, exit 2" "exit $status: $out"
-fi
-out=$("$SERVER" --frobnicate 2>&1)
-status=$?
-if [ "$status" -eq 2 ] && [[ $out == *"--frobnicate"* ]]; then
-    ok "unknown flag: error names it, exit 2"
-else
-    fail "unknown flag: error names it, exit 2" "exit $status: $out"
-fi
+# refuses NAME STATUS TEXT COMMAND...: the command exits with STATUS and
+# says TEXT (an error that names the file or the flag)
+refuses() {
+    local name=$1 want=$2 text=$3 out status
+    shift 3
+    out=$("$@" 2>&1)
+    status=$?
+    if [ "$status" = "$want" ] && [[ $out == *"$text"* ]]; then
+        ok "$name: exit $status, \"${text:0:60}\""
+    else
+        fail "$name" "wanted exit $want and: $text" "got exit $status: $out"
+    fi
+}
+refuses "missing key file"             1 "$work/nowhere/server_key.pem" "$SERVER" --certs "$work/nowhere"
+refuses "CA file without certificates" 1 "no CA certificate in $certs/alice_key.pem" \
+    "$SERVER" --certs "$certs" --ca "$certs/alice_key.pem"
+# a CRL that none of our CAs signed: made by Mallory's CA from our CA's records
+(cd "$certs" && openssl ca -config ca/ca.cnf -gencrl -cert mallory_ca_cert.pem \
+    -keyfile mallory_ca_key.pem -out "$work/mallory_crl.pem" 2>/dev/null)
+refuses "CRL not signed by our CA"     1 "no usable CRL in $work/mallory_crl.pem" \
+    "$SERVER" --certs "$certs" --crl "$work/mallory_crl.pem"
+refuses "--crl FILE that is missing"   1 "$work/nowhere.pem" "$SERVER" --certs "$certs" --crl "$work/nowhere.pem"
+refuses "bad --port"                   2 "--port wants a number from 0 to 65535, not '70000'" "$SERVER" --port 70000
+refuses "bad --timeout"                2 "--timeout wants seconds from 1 to 3600, not '0'" "$SERVER" --timeout 0
+refuses "unknown flag"                 2 "unknown flag '--frobnicate'" "$SERVER" --frobnicate
+refuses "flag without its value"       2 "--certs needs a value" "$SERVER" --certs
 
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -19,29 +19,12 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-for tool in chromium certutil pk12util; do
-    command -v "$tool" >/dev/null ||
-        { echo "browser: $tool is needed (apt-get install chromium libnss3-tools)" >&2; exit 1; }
-done
-[ -x ./server ] || { echo "browser: ./server is not built (run make test-browser)" >&2; exit 1; }
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
+need chromium certutil pk12util
+make_certs
+start_server --timeout 2
 
-work=$(mktemp -d)
-certs=$work/certs
-log=$work/server.log
-passed=0 failed=0 server_pid=
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '       %s\n' "$@"; }
-
-./gencerts.sh "$certs" >/dev/null 2>&1 || { echo "browser: gencerts.sh failed" >&2; exit 1; }
-./server --port 0 --certs "$certs" 2>"$log" &
-server_pid=$!
-for _ in $(seq 100); do
-    port=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "browser: the server did not start" >&2; cat "$log" >&2; exit 1; }
 origin=https://localhost:$port
 
 # new_browser NAME [PERSON...]: a HOME with an NSS database holding the
@@ -128,6 +111,4 @@ else
         "log: $(grep Bob "$log")"
 fi
 
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -12,29 +12,12 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-for tool in curl wget openssl gnutls-cli python3 node; do
-    command -v "$tool" >/dev/null ||
-        { echo "clients: $tool is needed (.ci/run installs it; see README.md)" >&2; exit 1; }
-done
-[ -x ./server ] || { echo "clients: ./server is not built (run make test-clients)" >&2; exit 1; }
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
+need curl wget openssl gnutls-cli python3 node
+make_certs
+start_server --timeout 2
 
-work=$(mktemp -d)
-certs=$work/certs
-log=$work/server.log
-passed=0 failed=0 server_pid=
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '       %s\n' "$@"; }
-
-./gencerts.sh "$certs" >/dev/null 2>&1 || { echo "clients: gencerts.sh failed" >&2; exit 1; }
-./server --port 0 --certs "$certs" 2>"$log" &
-server_pid=$!
-for _ in $(seq 100); do
-    port=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "clients: the server did not start" >&2; cat "$log" >&2; exit 1; }
 ca=$certs/server_cert.pem
 url=https://localhost:$port
 
@@ -163,6 +146,4 @@ echo
 echo "| client | landing | Alice | Bob | no certificate |"
 echo "|---|---|---|---|---|"
 printf '%s\n' "${table[@]}"
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
