@@ -256,6 +256,19 @@ many_headers=$(printf 'X-Header-%d: value\\r\\n' $(seq 600))
 
 hostile "connect and close"           'handshake failed: .*non-properly terminated' connect_and_close
 hostile "connect and stay silent"     'handshake failed: The operation timed out'  silent_for 3
+# ... and while it is still connected, the next client is served as soon as
+# the silent one's deadline passes
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+start=$(date +%s%N)
+fetch "${ALICE_P12[@]}" "$(url /authenticate)"
+waited=$(( ($(date +%s%N) - start) / 1000000 ))
+exec 3<&-
+if [ "$code" = 200 ] && [ "$waited" -le 3500 ]; then
+    ok "  ... the next client is served while it is still connected (after $waited ms)"
+else
+    fail "  ... the next client is served while it is still connected" \
+        "got $code after $waited ms (wanted 200 within 3500 ms)"
+fi
 hostile "garbage bytes"               'handshake failed'                           send_bytes '\x00\xff garbage \x01\x02\x03 garbage garbage garbage garbage'
 hostile "plain HTTP to the TLS port"  'handshake failed: .*(unexpected|packet)'    send_bytes 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'
 hostile "half a ClientHello"          'handshake failed: The operation timed out'  "${TLSCLIENT[@]}" --mode half-hello
