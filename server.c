@@ -1004,15 +1004,16 @@ out:
 static char *route(gnutls_session_t s, struct connection *conn,
                    const struct request *req, int *status)
 {
-    if (!method_is(req, "GET") && !method_is(req, "HEAD"))
+    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
         *status = 405;
-    else if (path_is(req, "/"))
-        return *status = 200,
-               strdup("<a href=\"authenticate\">Log in using client certificate</a>");
-    else if (path_is(req, "/authenticate"))
+    } else if (path_is(req, "/")) {
+        *status = 200;      /* the landing page: unprotected, for everyone */
+        return strdup("<a href=\"authenticate\">Log in using client certificate</a>");
+    } else if (path_is(req, "/authenticate")) {
         return authenticate_page(s, conn, status);
-    else
+    } else {
         *status = 404;
+    }
     return format_text("%d %s", *status, status_text(*status));
 }
 
