@@ -98,14 +98,18 @@ static void usage(FILE *out)
         DEFAULT_PORT, DEFAULT_CERTS_DIR, DEFAULT_TIMEOUT_S);
 }
 
-/* A whole decimal number in [min, max], or -1 (the caller names the flag). */
-static long parse_number(const char *text, long min, long max)
+/* The value of a numeric flag: a whole decimal number in [min, max], or -1
+ * after an error message that names the flag. */
+static long parse_number(const char *flag, const char *text, long min, long max)
 {
     char *end;
     errno = 0;
     long n = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || n < min || n > max)
+    if (errno != 0 || end == text || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "server: %s wants a number from %ld to %ld, not '%s'\n",
+                flag, min, max, text);
         return -1;
+    }
     return n;
 }
 
@@ -147,18 +151,12 @@ static int parse_options(int argc, char **argv, struct options *o)
     while ((c = getopt_long(argc, argv, ":", flags, NULL)) != -1) {
         switch (c) {
         case 'p':
-            o->port = (int)parse_number(optarg, 0, 65535);
-            if (o->port < 0) {
-                fprintf(stderr, "server: --port wants a number from 0 to 65535, not '%s'\n", optarg);
+            if ((o->port = (int)parse_number("--port", optarg, 0, 65535)) < 0)
                 return -1;
-            }
             break;
         case 't':
-            o->timeout_s = (int)parse_number(optarg, 1, 3600);
-            if (o->timeout_s < 0) {
-                fprintf(stderr, "server: --timeout wants seconds from 1 to 3600, not '%s'\n", optarg);
+            if ((o->timeout_s = (int)parse_number("--timeout", optarg, 1, 3600)) < 0)
                 return -1;
-            }
             break;
         case 'd': dir = optarg; break;
         case 'k': key = optarg; break;

@@ -390,7 +390,7 @@ refuses "CRL not signed by our CA"     1 "no usable CRL in $work/mallory_crl.pem
     "$SERVER" --certs "$certs" --crl "$work/mallory_crl.pem"
 refuses "--crl FILE that is missing"   1 "$work/nowhere.pem" "$SERVER" --certs "$certs" --crl "$work/nowhere.pem"
 refuses "bad --port"                   2 "--port wants a number from 0 to 65535, not '70000'" "$SERVER" --port 70000
-refuses "bad --timeout"                2 "--timeout wants seconds from 1 to 3600, not '0'" "$SERVER" --timeout 0
+refuses "bad --timeout"                2 "--timeout wants a number from 1 to 3600, not '0'" "$SERVER" --timeout 0
 refuses "unknown flag"                 2 "unknown flag '--frobnicate'" "$SERVER" --frobnicate
 refuses "flag without its value"       2 "--certs needs a value" "$SERVER" --certs
 
