@@ -19,35 +19,15 @@ SAMPLES=${SAMPLES:-5}
 RSA_CONNS=${RSA_CONNS:-200}
 ECDSA_CONNS=${ECDSA_CONNS:-1000}
 MEMORY_CONNS=${MEMORY_CONNS:-10000}
-work=tests/work/bench
-mkdir -p "$work"
-server_pid=
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; true' EXIT
-
+# shellcheck source=tests/lib.sh
+. tests/lib.sh      # start_server, stop_server (and a temporary $work for the log)
+keep=tests/work/bench   # the benchmark's certificates, kept between runs
 for built in ./server tests/tlsclient tests/floor; do
     [ -x "$built" ] || { echo "bench: $built is not built (make bench builds it)" >&2; exit 1; }
 done
-[ -d "$work/rsa" ] || ./gencerts.sh "$work/rsa" >/dev/null
-[ -d "$work/ecdsa" ] || ./gencerts.sh -e "$work/ecdsa" >/dev/null
+[ -d "$keep/rsa" ] || ./gencerts.sh "$keep/rsa" >/dev/null
+[ -d "$keep/ecdsa" ] || ./gencerts.sh -e "$keep/ecdsa" >/dev/null
 
-start_server() {    # start_server CERTS-DIR
-    ./server --port 0 --certs "$1" 2>"$work/server.log" &
-    server_pid=$!
-    port=
-    for _ in $(seq 100); do
-        port=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$work/server.log")
-        [ -n "$port" ] && return
-        sleep 0.1
-    done
-    echo "bench: the server did not start" >&2
-    cat "$work/server.log" >&2
-    exit 1
-}
-stop_server() {
-    kill "$server_pid"
-    wait "$server_pid" || true
-    server_pid=
-}
 cpu_ns() { awk '{print $1}' "/proc/$server_pid/schedstat"; }
 kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$server_pid/status"; }
 # field NAME LINE: the value after NAME in a "name value name value" line
@@ -75,11 +55,11 @@ printf '%-12s %-4s %-22s %-8s %-8s %-18s %-10s %-10s %-18s %s\n' \
 summary=()
 floors_seen=()
 for keys in rsa ecdsa; do
-    dir=$work/$keys
+    dir=$keep/$keys
     conns=$RSA_CONNS
     [ "$keys" = ecdsa ] && conns=$ECDSA_CONNS
     for tls in 1.3 1.2; do
-        start_server "$dir"
+        certs=$dir start_server --timeout 5
         client "$dir" "$tls" 20 >/dev/null        # warm-up
         rates=() p50s=() p99s=() servers=() clients=() floors=() ratios=() walls=()
         for _ in $(seq "$SAMPLES"); do
@@ -124,10 +104,10 @@ done
 
 echo
 echo "memory across $MEMORY_CONNS connections (ECDSA, TLS 1.3):"
-start_server "$work/ecdsa"
-client "$work/ecdsa" 1.3 1000 >/dev/null
+certs=$keep/ecdsa start_server --timeout 5
+client "$keep/ecdsa" 1.3 1000 >/dev/null
 rss_1k=$(kib VmRSS)
-client "$work/ecdsa" 1.3 $((MEMORY_CONNS - 1000)) >/dev/null
+client "$keep/ecdsa" 1.3 $((MEMORY_CONNS - 1000)) >/dev/null
 rss_all=$(kib VmRSS)
 echo "  resident after 1000: $rss_1k KiB, after $MEMORY_CONNS: $rss_all KiB, peak $(kib VmHWM) KiB"
 stop_server

@@ -15,8 +15,10 @@ cd "$(dirname "$0")/.."
 
 read -r -a rsa_runs <<<"${RSA_RUNS:-5 25}"
 read -r -a ecdsa_runs <<<"${ECDSA_RUNS:-20 120}"
-work=tests/work/profile
-mkdir -p "$work"
+# shellcheck source=tests/lib.sh
+. tests/lib.sh      # start_server, stop_server
+keep=tests/work/profile     # callgrind's files, kept for callgrind_annotate
+mkdir -p "$keep"
 command -v valgrind >/dev/null || { echo "profile: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 for built in ./server tests/tlsclient; do
     [ -x "$built" ] || { echo "profile: $built is not built (make profile builds it)" >&2; exit 1; }
@@ -29,18 +31,10 @@ PK='nettle_(rsa_pss_sha(256|384|512)_(sign_digest_tr|verify_digest)|rsa_pkcs1_(s
 
 # profile_run CERTS-DIR COUNT OUT: the server under callgrind for COUNT connections
 profile_run() {
-    valgrind --tool=callgrind --callgrind-out-file="$3" \
-        ./server --port 0 --certs "$1" 2>"$work/server.log" &
-    local pid=$! port=
-    for _ in $(seq 300); do
-        port=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$work/server.log")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
+    certs=$1 SERVER_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$3" start_server --timeout 30
     tests/tlsclient --port "$port" --ca "$1/server_cert.pem" --tls 1.3 --count "$2" \
         --cert "$1/alice_cert.pem" --key "$1/alice_key.pem" --expect 200 >/dev/null
-    kill -TERM "$pid"
-    wait "$pid"
+    stop_server     # SIGTERM: the server exits and callgrind writes OUT
 }
 total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }
 pk() {
@@ -61,15 +55,15 @@ for keys in rsa ecdsa; do
     runs=("${rsa_runs[@]}")
     [ "$keys" = ecdsa ] && runs=("${ecdsa_runs[@]}")
     a=${runs[0]} b=${runs[1]}
-    profile_run "$dir" "$a" "$work/$keys.$a"
-    profile_run "$dir" "$b" "$work/$keys.$b"
+    profile_run "$dir" "$a" "$keep/$keys.$a"
+    profile_run "$dir" "$b" "$keep/$keys.$b"
     n=$((b - a))
-    all=$(( ($(total "$work/$keys.$b") - $(total "$work/$keys.$a")) / n ))
-    crypto=$(( ($(pk "$work/$keys.$b") - $(pk "$work/$keys.$a")) / n ))
+    all=$(( ($(total "$keep/$keys.$b") - $(total "$keep/$keys.$a")) / n ))
+    crypto=$(( ($(pk "$keep/$keys.$b") - $(pk "$keep/$keys.$a")) / n ))
     echo "$keys, TLS 1.3, per connection ($a and $b connections under callgrind):"
     awk -v a="$all" -v c="$crypto" 'BEGIN {
         printf "  instructions %d, public-key %d, ratio %.3f\n", a, c, a / c }'
-    join <(by_library "$work/$keys.$a") <(by_library "$work/$keys.$b") |
+    join <(by_library "$keep/$keys.$a") <(by_library "$keep/$keys.$b") |
         awk -v n="$n" -v a="$all" '{d = ($3 - $2) / n; if (d > a / 1000)
             printf "    %-16s %12d  %5.1f%%\n", $1, d, 100 * d / a}' | sort -k2 -n -r
 done
