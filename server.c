@@ -25,9 +25,11 @@
  * Build and run:  make && ./server      Try it:  make test, or README.md.
  */
 
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE     /* ppoll */
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -292,10 +294,21 @@ struct connection {
     struct timespec deadline;   /* the whole exchange must end by then */
     char peer[INET6_ADDRSTRLEN];
     const char *tls_version;    /* "TLS1.3", once the handshake is done */
-    char request_line[120];     /* printable copy, for the log */
+    char request_line[160];     /* as the client sent it, escaped by log_escape */
     int status;                 /* HTTP status sent, 0 if none */
-    char note[512];             /* who the client is, or what went wrong */
+    char note[640];             /* who the client is, or what went wrong */
 };
+
+/* SIGINT and SIGTERM set stop_requested.  They are blocked except while we
+ * wait in ppoll(), which lets them through (wait_mask) and returns EINTR:
+ * a signal that comes between our look at stop_requested and the wait is
+ * not lost, it ends the wait at once. */
+static volatile sig_atomic_t stop_requested;
+static sigset_t wait_mask;
+
+static void log_escape(char *out, size_t cap, const char *text, size_t len);
+static void note(struct connection *conn, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size);
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt);
@@ -340,8 +353,67 @@ static int start_session(const struct server *srv, struct connection *conn,
 fail_session:
     gnutls_deinit(s);
 fail:
-    snprintf(conn->note, sizeof conn->note, "session setup: %s", gnutls_strerror(ret));
+    note(conn, "session setup: %s", gnutls_strerror(ret));
     return -1;
+}
+
+/*
+ * An alert is how TLS says "no".  When a handshake fails (a version we don't
+ * speak, no cipher suite in common, a message that does not parse, a
+ * signature that does not verify), RFC 8446 section 6 and RFC 5246 section
+ * 7.2 say the side that found the problem MUST send an alert saying which.
+ * GnuTLS leaves that to the application: without this, the client sees
+ * only a closed connection ("unexpected eof") and cannot tell why.
+ * gnutls_alert_send_appropriate picks the alert GnuTLS maps the error to.
+ * We send none when there is nobody left to tell: the client closed, reset
+ * or sent its own alert, the deadline has passed, or the server is stopping.
+ */
+
+/* "protocol_version": the alert's name as the RFCs write it. */
+static void alert_name(gnutls_alert_description_t alert, char *out, size_t size)
+{
+    const char *name = gnutls_alert_get_strname(alert);
+    size_t i = 0;
+    if (name == NULL)
+        name = "unknown";
+    if (strncmp(name, "GNUTLS_A_", 9) == 0)
+        name += 9;
+    for (; name[i] && i + 1 < size; i++)
+        out[i] = (char)tolower((unsigned char)name[i]);
+    out[i] = '\0';
+}
+
+/* Errors after which an alert would reach nobody: the client closed or
+ * reset the connection, or stopped reading; the deadline has passed; the
+ * server is stopping. */
+static bool nobody_to_tell(int err)
+{
+    return err == GNUTLS_E_PREMATURE_TERMINATION || err == GNUTLS_E_PULL_ERROR ||
+           err == GNUTLS_E_PUSH_ERROR || err == GNUTLS_E_TIMEDOUT ||
+           err == GNUTLS_E_INTERRUPTED || stop_requested;
+}
+
+/* The TLS layer failed with err: tell the client with an alert when it can
+ * still hear one, and note "WHAT: WHY (sent alert NAME)" for the log. */
+static void tls_failure(gnutls_session_t s, struct connection *conn, const char *what,
+                        const char *why, int err)
+{
+    char name[40];
+    if (err == GNUTLS_E_FATAL_ALERT_RECEIVED || err == GNUTLS_E_WARNING_ALERT_RECEIVED) {
+        alert_name(gnutls_alert_get(s), name, sizeof name);
+        note(conn, "%s: %s (the client sent alert %s)", what, why, name);
+        return;
+    }
+    if (nobody_to_tell(err)) {
+        note(conn, "%s: %s", what, why);
+        return;
+    }
+    alert_name(gnutls_error_to_alert(err, NULL), name, sizeof name);
+    int ret = gnutls_alert_send_appropriate(s, err);
+    if (ret < 0)
+        note(conn, "%s: %s (alert %s not sent: %s)", what, why, name, gnutls_strerror(ret));
+    else
+        note(conn, "%s: %s (sent alert %s)", what, why, name);
 }
 
 /* ======================= 4. The transport: one deadline per connection === */
@@ -352,8 +424,6 @@ fail:
  * past the connection's deadline, whether reading or writing.
  */
 
-static volatile sig_atomic_t stop_requested;    /* set by SIGINT/SIGTERM */
-
 static long ms_left(const struct connection *conn)
 {
     struct timespec now;
@@ -363,7 +433,8 @@ static long ms_left(const struct connection *conn)
 }
 
 /* Wait until the socket is ready for `events` or the deadline (or `limit_ms`)
- * passes: 1 = ready, 0 = time is up, -1 = stop requested or poll failed. */
+ * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = stop requested,
+ * -1 with another errno = ppoll failed. */
 static int wait_ready(struct connection *conn, short events, long limit_ms)
 {
     for (;;) {
@@ -373,11 +444,16 @@ static int wait_ready(struct connection *conn, short events, long limit_ms)
         if (limit_ms >= 0 && limit_ms < left)
             left = limit_ms;
         struct pollfd p = {.fd = conn->fd, .events = events};
-        int n = poll(&p, 1, (int)left);
+        struct timespec limit = {.tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000L};
+        int n = ppoll(&p, 1, &limit, &wait_mask);
         if (n >= 0)
             return n > 0 ? 1 : 0;
-        if (errno != EINTR || stop_requested)
+        if (errno != EINTR)
             return -1;
+        if (stop_requested) {
+            errno = EINTR;
+            return -1;
+        }
     }
 }
 
@@ -409,10 +485,10 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, i
         if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
             return n;
         int ready = wait_ready(conn, POLLOUT, -1);
-        if (ready <= 0) {
-            errno = ready == 0 ? ETIMEDOUT : EINTR;
+        if (ready == 0)
+            errno = ETIMEDOUT;
+        if (ready <= 0)     /* EINTR (stopping) lets GnuTLS's caller decide */
             return -1;
-        }
     }
 }
 
@@ -447,14 +523,21 @@ static void on_stop_signal(int sig)
 static int install_signal_handlers(void)
 {
     struct sigaction sa;
+    sigset_t stop_signals;
+
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;    /* no SA_RESTART: accept() returns EINTR and we stop */
-    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
-        fprintf(stderr, "server: sigaction: %s\n", strerror(errno));
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask) < 0 ||
+        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
+        fprintf(stderr, "server: signals: %s\n", strerror(errno));
         return -1;
     }
+    sigdelset(&wait_mask, SIGINT);
+    sigdelset(&wait_mask, SIGTERM);
     return 0;
 }
 
@@ -490,7 +573,7 @@ static int open_listener(int port, int *bound_port)
     }
     /* restart at once after a stop, without waiting out TIME_WAIT */
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, &addr.sa, len) < 0 || listen(fd, 16) < 0 ||
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || bind(fd, &addr.sa, len) < 0 || listen(fd, 16) < 0 ||
         getsockname(fd, &addr.sa, &len) < 0) {
         fprintf(stderr, "server: cannot listen on port %d: %s\n", port, strerror(errno));
         close(fd);
@@ -521,9 +604,20 @@ static void accept_loop(const struct server *srv)
         socklen_t len = sizeof peer;
         char peer_text[INET6_ADDRSTRLEN];
 
+        /* wait for a client, or a stop signal */
+        struct pollfd p = {.fd = srv->listen_fd, .events = POLLIN};
+        if (ppoll(&p, 1, NULL, &wait_mask) < 0) {
+            if (errno != EINTR) {   /* EINTR: the loop's test sees stop_requested */
+                fprintf(stderr, "server: waiting for clients: %s\n", strerror(errno));
+                nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
+            }
+            continue;
+        }
+        /* the listener does not block: a client that left between ppoll
+         * and accept gives EAGAIN instead of a wait for the next one */
         int fd = accept(srv->listen_fd, (struct sockaddr *)&peer, &len);
         if (fd < 0) {
-            if (errno != EINTR && errno != ECONNABORTED) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
                 /* out of descriptors or memory: say so, and pause rather
                  * than spin on an error that will not go away at once */
                 fprintf(stderr, "server: accept: %s\n", strerror(errno));
@@ -552,6 +646,22 @@ struct request {
     const char *problem;        /* why the head is malformed, for the log */
 };
 
+/* RFC 9112 2.2: a server SHOULD ignore at least one empty line before the
+ * request line; we ignore any number (they still count against the 8 KiB
+ * limit).  Returns how many bytes of whole empty lines buf starts with. */
+static size_t skip_empty_lines(const char *buf, size_t len)
+{
+    size_t i = 0;
+    for (;;) {
+        if (i < len && buf[i] == '\n')
+            i += 1;
+        else if (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n')
+            i += 2;
+        else
+            return i;
+    }
+}
+
 /* Where the head ends: just past the empty line, or 0 if not there yet.
  * RFC 9112 lets a server accept a bare LF as a line end; we do. */
 static size_t find_head_end(const char *buf, size_t len)
@@ -567,46 +677,49 @@ static size_t find_head_end(const char *buf, size_t len)
     return 0;
 }
 
-/* A printable copy of the request line for the log: a client must not be
- * able to forge log lines with control characters. */
+/* The request line as the log shows it (log_escape keeps it on its line). */
 static void remember_request_line(struct connection *conn, const char *buf, size_t len)
 {
-    size_t i, max = sizeof conn->request_line - 1;
-    for (i = 0; i < len && i < max && buf[i] != '\r' && buf[i] != '\n'; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        conn->request_line[i] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
-    }
-    conn->request_line[i] = '\0';
+    size_t n = 0;
+    while (n < len && buf[n] != '\r' && buf[n] != '\n')
+        n++;
+    log_escape(conn->request_line, sizeof conn->request_line, buf, n);
 }
 
-/* Read until the head is complete.  Returns 0 when it is, 414 or 431 when it
+/* Read until the head is complete; *head is where it starts in buf, past
+ * any empty lines.  Returns 0 when it is complete, 414 or 431 when it
  * outgrows the buffer (the status to answer), -1 when the client is gone. */
 static int read_request_head(gnutls_session_t s, struct connection *conn,
-                             char *buf, size_t cap, size_t *head_len)
+                             char *buf, size_t cap, const char **head, size_t *head_len)
 {
-    size_t used = 0;
+    size_t used = 0, skip = 0;
     int result = 0;
-    while ((*head_len = find_head_end(buf, used)) == 0) {
+    for (;;) {
+        skip = skip_empty_lines(buf, used);
+        if ((*head_len = find_head_end(buf + skip, used - skip)) > 0)
+            break;
         if (used == cap) {  /* RFC 9112: 414 if the request line alone is too long */
-            result = memchr(buf, '\n', used) ? 431 : 414;
-            snprintf(conn->note, sizeof conn->note, "request %s over %zu bytes",
-                     result == 414 ? "line" : "head", cap);
+            result = memchr(buf + skip, '\n', used - skip) ? 431 : 414;
+            note(conn, "request %s over %zu bytes", result == 414 ? "line" : "head", cap);
             break;
         }
         ssize_t n = gnutls_record_recv(s, buf + used, cap - used);
         if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
             continue;
+        if (n == 0)
+            note(conn, "no request: the client closed the connection");
+        else if (n < 0)
+            tls_failure(s, conn, "no request",
+                        n == GNUTLS_E_REHANDSHAKE ? "the client asked to renegotiate; refused"
+                                                  : gnutls_strerror((int)n), (int)n);
         if (n <= 0) {
-            snprintf(conn->note, sizeof conn->note, "no request: %s",
-                     n == 0 ? "the client closed the connection"
-                     : n == GNUTLS_E_REHANDSHAKE ? "the client asked to renegotiate; refused"
-                     : gnutls_strerror((int)n));
             result = -1;
             break;
         }
         used += (size_t)n;
     }
-    remember_request_line(conn, buf, used);
+    *head = buf + skip;
+    remember_request_line(conn, buf + skip, used - skip);
     return result;
 }
 
@@ -658,6 +771,76 @@ static int malformed(struct request *req, int status, const char *problem)
     return status;
 }
 
+/* Host's value and a URI's authority (RFC 9110 7.2, RFC 3986 3.2):
+ * host [":" port], where host is a name (letters, digits, -._~, %XX and
+ * !$&'()*+,;=), which covers IPv4 addresses, or an IPv6 address in
+ * brackets.  May be empty (RFC 9110: Host is empty when the URI has no
+ * authority).  IPvFuture literals are refused: none is defined. */
+static bool valid_authority(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        char text[INET6_ADDRSTRLEN];
+        struct in6_addr addr;
+        size_t len = close ? (size_t)(close - s - 1) : sizeof text;
+        if (len >= sizeof text)
+            return false;
+        memcpy(text, s + 1, len);
+        text[len] = '\0';
+        if (inet_pton(AF_INET6, text, &addr) != 1)
+            return false;
+        i = len + 2;
+    } else {
+        for (; i < n && s[i] != ':'; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+                isxdigit((unsigned char)s[i + 2]))
+                i += 2;
+            else if (!isalnum(c) && (c == '\0' || !strchr("-._~!$&'()*+,;=", c)))
+                return false;
+        }
+    }
+    if (i < n && s[i++] != ':')
+        return false;
+    for (; i < n; i++)      /* the port: digits, possibly none */
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* The request target: origin-form "/path?query", or absolute-form
+ * "https://host:port/path?query", which RFC 9112 3.2.2 says a server MUST
+ * accept.  Sets req->path; returns 0 or 400. */
+static int parse_target(const char *t, size_t n, struct request *req)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
+            return malformed(req, 400, "target holds a byte outside printable ASCII");
+    if (n > 0 && t[0] != '/') {
+        size_t scheme = n >= 7 && strncasecmp(t, "http://", 7) == 0 ? 7
+                      : n >= 8 && strncasecmp(t, "https://", 8) == 0 ? 8 : 0;
+        if (scheme == 0)
+            return malformed(req, 400, "target is neither /path nor http(s)://host/path");
+        size_t end = scheme;
+        while (end < n && t[end] != '/' && t[end] != '?')
+            end++;
+        /* RFC 9110 4.2: an http(s) URI needs a host and has no user@ */
+        if (end == scheme || !valid_authority(t + scheme, end - scheme))
+            return malformed(req, 400, "bad host in an absolute target");
+        /* We serve one site under any name, so the authority picks nothing;
+         * where it and Host differ, it wins (RFC 9112 3.2.3), and Host is
+         * not compared with it. */
+        t += end;
+        n -= end;
+    }
+    const char *query = memchr(t, '?', n);
+    req->path_len = query ? (size_t)(query - t) : n;
+    req->path = req->path_len > 0 ? t : "/";   /* "https://host" is "/" */
+    req->path_len = req->path_len > 0 ? req->path_len : 1;
+    return 0;
+}
+
 /* Check the head's form and find method and path.  Returns 0, or the HTTP
  * status that explains what is wrong (400, 505). */
 static int parse_request(const char *head, size_t len, struct request *req)
@@ -681,21 +864,16 @@ static int parse_request(const char *head, size_t len, struct request *req)
 
     if (!all_tchars(req->method, req->method_len))
         return malformed(req, 400, "bad method");
-    /* origin-form only ("/path?query"): printable ASCII, no spaces */
-    if (target_len == 0 || target[0] != '/')
-        return malformed(req, 400, "target does not start with /");
-    for (size_t i = 0; i < target_len; i++)
-        if ((unsigned char)target[i] <= 0x20 || (unsigned char)target[i] >= 0x7f)
-            return malformed(req, 400, "target holds a byte outside printable ASCII");
     if (version_len != 8 || memcmp(version, "HTTP/", 5) != 0 ||
         version[5] < '0' || version[5] > '9' || version[6] != '.' ||
         version[7] < '0' || version[7] > '9')
         return malformed(req, 400, "bad HTTP version");
     if (version[5] != '1')
         return malformed(req, 505, "only HTTP/1.x is spoken here");
-    const char *query = memchr(target, '?', target_len);
-    req->path = target;
-    req->path_len = query ? (size_t)(query - target) : target_len;
+    if (target_len == 0)
+        return malformed(req, 400, "empty target");
+    if (parse_target(target, target_len, req) != 0)
+        return 400;
 
     /* field-line = field-name ":" OWS field-value OWS, up to an empty line */
     int hosts = 0;
@@ -704,8 +882,16 @@ static int parse_request(const char *head, size_t len, struct request *req)
         if (colon == NULL || !all_tchars(line, (size_t)(colon - line)) ||
             !valid_field_value(colon + 1, n - (size_t)(colon + 1 - line)))
             return malformed(req, 400, "bad header line");  /* also obsolete line folding */
-        if (colon - line == 4 && strncasecmp(line, "host", 4) == 0)
+        if (colon - line == 4 && strncasecmp(line, "host", 4) == 0) {
+            const char *v = colon + 1, *v_end = line + n;
+            while (v < v_end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t'))
+                v_end--;
+            if (!valid_authority(v, (size_t)(v_end - v)))
+                return malformed(req, 400, "bad Host header");  /* RFC 9112 3.2 */
             hosts++;
+        }
     }
     /* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it */
     if (hosts > 1)
@@ -961,6 +1147,25 @@ static const char *status_text(int status)
     }
 }
 
+/* What the log says of the visitor.  The DN is the certificate maker's
+ * text, and GnuTLS's sentence quotes from the certificate too: both go
+ * through log_escape. */
+static void note_verdict(struct connection *conn, const struct identity *id)
+{
+    char dn[256], reason[256];
+    const char *raw_dn = id->subject_dn ? id->subject_dn : "?";
+    const char *raw_reason = id->reason ? id->reason : "?";
+
+    log_escape(dn, sizeof dn, raw_dn, strlen(raw_dn));
+    log_escape(reason, sizeof reason, raw_reason, strlen(raw_reason));
+    if (id->verdict == NO_CERTIFICATE)
+        note(conn, "no client certificate");
+    else if (id->verdict == TRUSTED)
+        note(conn, "admitted \"%s\"", dn);
+    else
+        note(conn, "refused \"%s\": %s (%s)", dn, id->why ? id->why : "?", reason);
+}
+
 /* The tutorial's three answers for /authenticate.  Sets *status. */
 static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
 {
@@ -968,9 +1173,9 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn, int 
     char *page = NULL, *who = NULL, *issuer = NULL;
 
     check_client_certificate(s, &id);
+    note_verdict(conn, &id);
     if (id.verdict == NO_CERTIFICATE) {
         *status = 401;
-        snprintf(conn->note, sizeof conn->note, "no client certificate");
         page = strdup("Sorry, but you need to provide a client certificate to continue.");
         goto out;
     }
@@ -978,13 +1183,9 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn, int 
     issuer = html_escape(id.issuer_cn ? id.issuer_cn : "an unknown issuer");
     if (who && issuer && id.verdict == TRUSTED) {
         *status = 200;
-        snprintf(conn->note, sizeof conn->note, "admitted \"%s\"", id.subject_dn);
         page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
     } else if (who && issuer) {
         *status = 403;
-        snprintf(conn->note, sizeof conn->note, "refused \"%s\": %s (%s)",
-                 id.subject_dn ? id.subject_dn : "?", id.why ? id.why : "?",
-                 id.reason ? id.reason : "?");
         /* the tutorial's sentence, then why */
         page = format_text("Sorry %s, certificates from %s are not welcome here.\n"
                            "<p>Refused because %s.</p>",
@@ -1066,14 +1267,122 @@ static int send_response(gnutls_session_t s, struct connection *conn, int status
 
 /* ======================= 9. One connection; main() ======================= */
 
-static void log_connection(const struct connection *conn)
+/*
+ * The log is this server's record of who got in, so nothing a client sends
+ * may change its shape.  A certificate's CN is whatever its maker typed:
+ * "Nobody\n9.9.9.9 ... 200 admitted" would otherwise write a second line
+ * that reads like Alice getting in.  Every piece of text that a client or a
+ * certificate chose goes through log_escape on its way into the log, so
+ * that one connection is always exactly one line.
+ */
+
+/* Bytes of a well-formed UTF-8 character at s (at most n), or 0 if the
+ * bytes there are not one (overlong, a surrogate, past U+10FFFF, cut). */
+static size_t utf8_length(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (len == 0 || s[0] > 0xf4 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    unsigned cp = s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++)
+        cp = cp << 6 | (s[i] & 0x3f);
+    static const unsigned smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < smallest[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Characters that are valid UTF-8 yet rearrange or break what a terminal or
+ * a log viewer shows: C1 controls, line and paragraph separators, and the
+ * bidirectional overrides ("Trojan Source") that make text read backwards. */
+static bool deceptive(const unsigned char *s, size_t len)
+{
+    if (len == 2)
+        return s[0] == 0xc2 && s[1] < 0xa0;                 /* U+0080-U+009F */
+    if (len == 3 && s[0] == 0xe2 && s[1] == 0x80)
+        return s[2] == 0x8e || s[2] == 0x8f ||              /* U+200E, U+200F */
+               (s[2] >= 0xa8 && s[2] <= 0xae);              /* U+2028-U+202E */
+    if (len == 3 && s[0] == 0xe2 && s[1] == 0x81)
+        return s[2] >= 0xa6 && s[2] <= 0xa9;                /* U+2066-U+2069 */
+    return len == 2 && s[0] == 0xd8 && s[1] == 0x9c;        /* U+061C */
+}
+
+/* Copy client-chosen text into out (cap bytes, NUL-terminated) so that it
+ * shows as itself and nothing more: control bytes, the log's quote, the
+ * backslash and anything that is not plain UTF-8 come out as \xNN, \" and
+ * \\.  Readable names stay readable ("Zoë").  Text that does not fit is cut
+ * between two characters and ends with "...". */
+static void log_escape(char *out, size_t cap, const char *text, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        char piece[20];
+        size_t n = 1, plen;
+        if (s[i] == '"' || s[i] == '\\') {
+            piece[0] = '\\', piece[1] = (char)s[i], plen = 2;
+        } else if (s[i] >= 0x20 && s[i] < 0x7f) {
+            piece[0] = (char)s[i], plen = 1;
+        } else if ((n = utf8_length(s + i, len - i)) > 0 && !deceptive(s + i, n)) {
+            memcpy(piece, s + i, n), plen = n;
+        } else {
+            n = n > 0 ? n : 1;                      /* each byte of it as \xNN */
+            plen = 0;
+            for (size_t k = 0; k < n; k++)
+                plen += (size_t)snprintf(piece + plen, sizeof piece - plen, "\\x%02x", s[i + k]);
+        }
+        if (o + plen + 4 > cap) {                   /* room for "..." and the NUL */
+            if (o + 3 < cap)
+                memcpy(out + o, "...", 3), o += 3;
+            break;
+        }
+        memcpy(out + o, piece, plen);
+        o += plen;
+        i += n;
+    }
+    if (cap > 0)
+        out[o < cap ? o : cap - 1] = '\0';
+}
+
+/* Add to what the log line says about this connection ("; " between notes).
+ * The format is ours; client-chosen text must reach it through log_escape. */
+static void note(struct connection *conn, const char *format, ...)
+{
+    size_t used = strlen(conn->note);
+    if (used > 0 && used + 2 < sizeof conn->note)
+        used += (size_t)snprintf(conn->note + used, sizeof conn->note - used, "; ");
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(conn->note + used, sizeof conn->note - used, format, ap);
+    va_end(ap);
+}
+
+/* The connection's log line: address, TLS version, request line, status,
+ * and the notes.  Returns its length, newline included. */
+static size_t format_log_line(const struct connection *conn, char *line, size_t cap)
 {
     char status[8] = "-";
     if (conn->status)
         snprintf(status, sizeof status, "%d", conn->status);
-    fprintf(stderr, "%s %s \"%s\" %s%s%s\n", conn->peer,
-            conn->tls_version ? conn->tls_version : "-",
-            conn->request_line, status, conn->note[0] ? " " : "", conn->note);
+    int n = snprintf(line, cap, "%s %s \"%s\" %s%s%s", conn->peer,
+                     conn->tls_version ? conn->tls_version : "-", conn->request_line,
+                     status, conn->note[0] ? " " : "", conn->note);
+    size_t len = n < 0 ? 0 : (size_t)n < cap - 1 ? (size_t)n : cap - 2;
+    line[len++] = '\n';
+    line[len] = '\0';
+    return len;
+}
+
+/* One write() per line, so that lines never mix, whoever else writes. */
+static void log_connection(const struct connection *conn)
+{
+    char line[1024];
+    size_t len = format_log_line(conn, line, sizeof line);
+    if (write(STDERR_FILENO, line, len) < 0)
+        return;     /* nowhere left to say it */
 }
 
 /* Handshake, read the request, answer it, close.  Every failure ends this
@@ -1082,7 +1391,8 @@ static void serve_connection(const struct server *srv, int fd, const char *peer)
 {
     struct connection conn = {.fd = fd};
     gnutls_session_t s = NULL;
-    char head[MAX_REQUEST_HEAD];
+    char buf[MAX_REQUEST_HEAD];
+    const char *head = buf;
     size_t head_len = 0;
     int ret, status = 0;
     char *page = NULL;
@@ -1103,12 +1413,12 @@ static void serve_connection(const struct server *srv, int fd, const char *peer)
         ret = gnutls_handshake(s);
     } while (ret < 0 && !gnutls_error_is_fatal(ret) && !stop_requested);
     if (ret < 0) {
-        snprintf(conn.note, sizeof conn.note, "handshake failed: %s", gnutls_strerror(ret));
+        tls_failure(s, &conn, "handshake failed", gnutls_strerror(ret), ret);
         goto out;
     }
     conn.tls_version = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
 
-    ret = read_request_head(s, &conn, head, sizeof head, &head_len);
+    ret = read_request_head(s, &conn, buf, sizeof buf, &head, &head_len);
     if (ret < 0)
         goto out;
     status = ret > 0 ? ret : parse_request(head, head_len, &req);
@@ -1117,32 +1427,29 @@ static void serve_connection(const struct server *srv, int fd, const char *peer)
         page = route(s, &conn, &req, &status);
     } else {
         if (ret == 0)
-            snprintf(conn.note, sizeof conn.note, "%s", req.problem);
+            note(&conn, "%s", req.problem);
         page = format_text("%d %s", status, status_text(status));
     }
     if (page == NULL) {
         status = 500;
-        snprintf(conn.note, sizeof conn.note, "out of memory");
+        note(&conn, "out of memory");
         page = format_text("500 %s", status_text(500));
     }
     ret = page ? send_response(s, &conn, status, page, head_only) : GNUTLS_E_MEMORY_ERROR;
     if (ret < 0) {
-        snprintf(conn.note, sizeof conn.note, "sending the answer failed: %s",
-                 gnutls_strerror(ret));
+        tls_failure(s, &conn, "sending the answer failed", gnutls_strerror(ret), ret);
         goto out;
     }
     /* close_notify tells the client the answer is complete; SHUT_WR does not
      * wait for the client's own, since we close anyway. */
     ret = gnutls_bye(s, GNUTLS_SHUT_WR);
-    if (ret < 0) {
-        size_t used = strlen(conn.note);
-        snprintf(conn.note + used, sizeof conn.note - used, " (close_notify: %s)",
-                 gnutls_strerror(ret));
-    }
-    linger_close(&conn);
+    if (ret < 0)
+        note(&conn, "close_notify: %s", gnutls_strerror(ret));
 out:
+    /* after an answer or an alert: let the client read it before we close */
+    linger_close(&conn);
     if (conn.status == 0 && stop_requested)
-        snprintf(conn.note, sizeof conn.note, "dropped: the server is stopping");
+        note(&conn, "dropped: the server is stopping");
     log_connection(&conn);
     free(page);
     if (s)

@@ -6,8 +6,12 @@
  * teaching file.  Each input is used three ways:
  *   - as bytes received from a client: find_head_end, parse_request and the
  *     routing helpers, as serve_connection calls them;
- *   - as the log's copy of a request line: remember_request_line;
- *   - as a certificate name: unescape_dn_value, then html_escape.
+ *   - as a certificate name: unescape_dn_value, then html_escape;
+ *   - as text a client chose, on its way into the log: log_escape must give
+ *     text with no control byte, no bare quote, no broken or deceptive UTF-8,
+ *     from which the escapes give back exactly the bytes that went in; and
+ *     as request line, subject DN and GnuTLS's reason, remember_request_line,
+ *     note_verdict and format_log_line must make one line with no control byte.
  * Build and run: make fuzz (FUZZ_SECONDS=60 by default).
  */
 #define main server_main
@@ -44,13 +48,73 @@ static void check_request(const char *data, size_t size)
     (void)path_is(&req, "/authenticate");
 }
 
-static void check_log_copy(const char *data, size_t size)
+
+/* Undo log_escape: \\ \" \xNN.  Returns the length, or -1 if out holds an
+ * escape log_escape never writes or a bare quote. */
+static long log_unescape(const char *in, char *out)
 {
-    struct connection conn;
-    memset(&conn, 0, sizeof conn);
-    remember_request_line(&conn, data, size);
-    for (const char *p = conn.request_line; *p; p++)
-        assert(*p >= 0x20 && *p < 0x7f && *p != '"');
+    size_t o = 0;
+    for (const char *p = in; *p; p++) {
+        if (*p == '"')
+            return -1;
+        if (*p != '\\') {
+            out[o++] = *p;
+            continue;
+        }
+        p++;
+        if (*p == '\\' || *p == '"') {
+            out[o++] = *p;
+        } else if (*p == 'x' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+            char hex[3] = {p[1], p[2], 0};
+            out[o++] = (char)strtol(hex, NULL, 16);
+            p += 2;
+        } else {
+            return -1;
+        }
+    }
+    return (long)o;
+}
+
+static void check_log_escape(const char *data, size_t size)
+{
+    static char escaped[4 * 4096 + 8], back[4096 + 8];
+    size_t n = size < 4096 ? size : 4096;
+    log_escape(escaped, sizeof escaped, data, n);     /* big enough: never cut */
+    for (const unsigned char *p = (const unsigned char *)escaped; *p;) {
+        assert(*p >= 0x20 && *p != 0x7f);
+        size_t len = *p < 0x80 ? 1 : utf8_length(p, strlen((const char *)p));
+        assert(len > 0 && !deceptive(p, len));
+        p += len;
+    }
+    long back_len = log_unescape(escaped, back);
+    assert(back_len == (long)n && memcmp(back, data, n) == 0);
+    /* and cut short, it still ends on a whole escape */
+    char small[40];
+    log_escape(small, sizeof small, data, n);
+    assert(strlen(small) < sizeof small && log_unescape(small, back) >= 0);
+}
+
+static void check_log_line(const char *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    assert(text);
+    memcpy(text, data, size);
+    text[size] = '\0';
+    for (int verdict = NO_CERTIFICATE; verdict <= TRUSTED; verdict++) {
+        struct connection conn;
+        struct identity id = {.verdict = (enum verdict)verdict, .subject_dn = text,
+                              .reason = text, .why = "it is not trusted"};
+        char line[1024];
+        memset(&conn, 0, sizeof conn);
+        snprintf(conn.peer, sizeof conn.peer, "127.0.0.1");
+        remember_request_line(&conn, data, size);
+        note_verdict(&conn, &id);
+        size_t len = format_log_line(&conn, line, sizeof line);
+        assert(len == strlen(line) && len > 0 && line[len - 1] == '\n');
+        for (size_t i = 0; i + 1 < len; i++)
+            assert((unsigned char)line[i] >= 0x20 && line[i] != 0x7f);
+    }
+    free(text);
 }
 
 static void check_name(const char *data, size_t size)
@@ -74,7 +138,8 @@ static void check_name(const char *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_request((const char *)data, size);
-    check_log_copy((const char *)data, size);
     check_name((const char *)data, size);
+    check_log_escape((const char *)data, size);
+    check_log_line((const char *)data, size);
     return 0;
 }
