@@ -13,7 +13,7 @@ cd "$(dirname "$0")" || exit 1
 
 # shellcheck source=tests/lib.sh
 . tests/lib.sh
-need curl openssl
+need curl openssl python3
 [ -x tests/tlsclient ] || { echo "test.sh: tests/tlsclient is not built (run make test)" >&2; exit 1; }
 
 # fetch CURL-ARGS...: GET (or whatever the args say) from our server; sets
@@ -129,12 +129,29 @@ expect_raw "request line with no version: 400"   400 $'GET /\r\n\r\n'
 expect_raw "garbage request line: 400"           400 $'\x01\x02 hello\r\n\r\n'
 expect_raw "header line without colon: 400"      400 $'GET / HTTP/1.1\r\nHost: x\r\nnonsense\r\n\r\n'
 expect_raw "two Host headers: 400"               400 $'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'
-expect_raw "absolute-form target: 400"           400 $'GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n'
+expect_raw "absolute-form target (RFC 9112 3.2.2): 200" 200 $'GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n'
+expect_raw "absolute-form with no path is /: 200"    200 $'GET https://localhost HTTP/1.1\r\nHost: localhost\r\n\r\n'
+expect_raw "absolute-form with user@: 400"           400 $'GET https://user@localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n'
+expect_raw "absolute-form with another scheme: 400"  400 $'GET ftp://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n'
+expect_raw "invalid Host value (RFC 9112 3.2): 400"  400 $'GET / HTTP/1.1\r\nHost: a b/c@@\r\n\r\n'
+expect_raw "Host with a port that is not a number: 400" 400 $'GET / HTTP/1.1\r\nHost: localhost:https\r\n\r\n'
+expect_raw "Host as an IPv6 literal with a port: 200" 200 $'GET / HTTP/1.1\r\nHost: [::1]:9999\r\n\r\n'
+expect_raw "empty lines before the request line (RFC 9112 2.2): 200" 200 $'\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n'
 expect_raw "HTTP/2.0 on an HTTP/1 line: 505"     505 $'GET / HTTP/2.0\r\nHost: x\r\n\r\n'
 long=$(printf 'a%.0s' $(seq 9000))
 expect_raw "request line over 8 KiB: 414"        414 "GET /$long HTTP/1.1"$'\r\nHost: x\r\n\r\n'
 expect_raw "headers over 8 KiB: 431"             431 $'GET / HTTP/1.1\r\nHost: x\r\nX-Big: '"$long"$'\r\n\r\n'
 log_has "log: why a request was malformed"       '400 HTTP/1\.1 request without Host header'
+log_has "log: why a Host was refused"            '"GET / HTTP/1\.1" 400 bad Host header'
+# the authority in the target wins over Host (RFC 9112 3.2.3): Alice is greeted
+out=$(tests/tlsclient --port "$port" --ca "$certs/server_cert.pem" \
+    --cert "$certs/alice_cert.pem" --key "$certs/alice_key.pem" \
+    --raw "GET https://localhost:$port/authenticate?x=1 HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n" 2>&1)
+if [[ $out == "HTTP/1.1 200 "* && $out == *"$HELLO"* ]]; then
+    ok "absolute-form https://localhost/authenticate with another Host: 200, Hello Alice"
+else
+    fail "absolute-form https://localhost/authenticate with another Host: 200, Hello Alice" "got: ${out:0:200}"
+fi
 
 echo "# beyond the tutorial: certificates that must be refused, and one that must not"
 pem() { echo --cert "$certs/$1_cert.pem" --key "$certs/$1_key.pem"; }
@@ -167,6 +184,69 @@ log_has "log: Erin refused, not yet valid" '403 refused "CN=Erin": it is not val
 log_has "log: Frank refused, wrong purpose" '403 refused "CN=Frank": .*wrong purpose'
 log_has "log: Mallory refused, unknown issuer" '403 refused "CN=Mallory": .*unknown issuer'
 log_has "log: the CRL was loaded"        "^server: revoked certificates are listed in $certs/crl.pem"
+
+echo "# the log: one line per connection, whatever a certificate's name holds"
+# Anyone can make a certificate with any name.  Each of these is self-signed
+# (refused: 403), made by openssl, or by tests/tlsclient where openssl can't
+# (a NUL, bytes that are not UTF-8).  The forged text would read, on a line of
+# its own, like Alice admitted from 9.9.9.9.
+FORGED='9.9.9.9 TLS1.3 "GET / HTTP/1.1" 200 admitted "CN=Alice"'   # a CN holds 64 bytes
+# hostile_cert STEM SUBJECT: a self-signed certificate made by openssl
+hostile_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -keyout "$work/$1_key.pem" -out "$work/$1_cert.pem" -subj "$2" >/dev/null 2>&1 ||
+        fail "openssl makes the certificate $1" "subject: $2"
+}
+log_lines() { wc -l <"$log"; }
+# one_line NAME ESCAPED COMMAND...: COMMAND visits /authenticate with a hostile
+# certificate and is refused (403); the log gains exactly one line, with no
+# control byte, holding ESCAPED (grep -F); no log line starts with the forged
+# text.  The client's output is left in $body.
+one_line() {
+    local name=$1 escaped=$2 before added
+    shift 2
+    before=$(log_lines)
+    body=$("$@" 2>&1)
+    for _ in $(seq 50); do [ "$(log_lines)" -gt "$before" ] && break; sleep 0.1; done
+    sleep 0.2       # anything more the server would write for this visit
+    added=$(( $(log_lines) - before ))
+    if [[ $body == *"403"* ]] && [ "$added" = 1 ] &&
+        ! tail -n +"$((before + 1))" "$log" | LC_ALL=C grep -aq '[[:cntrl:]]' &&
+        ! grep -aq '^9\.9\.9\.9' "$log" &&
+        tail -n +"$((before + 1))" "$log" | grep -aqF -- "$escaped"; then
+        ok "$name: refused, one log line, no control byte, shows $escaped"
+    else
+        fail "$name: refused, one log line, no control byte, shows $escaped" \
+            "lines added: $added; answer: ${body:0:120}" \
+            "log: $(tail -n +"$((before + 1))" "$log" | cat -A | head -c 400)"
+    fi
+}
+curl_visit() { curl -sS --max-time 20 --cacert "$certs/server_cert.pem" -w '\n%{http_code}' \
+    --cert "$work/$1_cert.pem" --key "$work/$1_key.pem" "$(url /authenticate)"; }
+self_signed_visit() { tests/tlsclient --port "$port" --ca "$certs/server_cert.pem" --self-signed "$1"; }
+
+hostile_cert newline "/CN=Nobody"$'\n'"${FORGED//\//\\/}"
+one_line "CN with a newline and a forged line (openssl)" 'CN=Nobody\x0a9.9.9.9 TLS1.3 \\\"GET' curl_visit newline
+hostile_cert cr "/CN=Nobody"$'\r'"${FORGED//\//\\/}"
+one_line "CN with a bare CR (openssl)" 'CN=Nobody\x0d9.9.9.9' curl_visit cr
+hostile_cert esc $'/CN=\e[2J\e]0;owned\aNobody'
+one_line "CN with terminal escapes: clear screen, window title (openssl)" 'CN=\x1b[2J\x1b]0\\;owned\x07Nobody' curl_visit esc
+hostile_cert quote "/CN=Nobody\" 200 admitted \"CN=Alice\\\\"
+one_line "CN with the log's quote and a backslash (openssl)" "CN=Nobody\\\\\\\" 200 admitted \\\\\\\"CN=Alice\\\\\\\\" curl_visit quote
+if [[ $body == *"Sorry Nobody&quot; 200 admitted &quot;CN=Alice"* && $body != *'"'* ]]; then
+    ok "  ... and its page shows the quotes HTML-escaped"
+else
+    fail "  ... and its page shows the quotes HTML-escaped" "got: ${body:0:200}"
+fi
+one_line "CN with a NUL and a forged line (GnuTLS-made)" 'CN=#0c' self_signed_visit 'Nobody\0\n'"$FORGED"
+one_line "CN with bytes that are not UTF-8 (GnuTLS-made)" 'CN=Nobody\xff\xfe\xc0\xaf' self_signed_visit 'Nobody\xff\xfe\xc0\xaf'
+one_line "CN with a right-to-left override (GnuTLS-made)" 'CN=Nobody\xe2\x80\xae' self_signed_visit 'Nobody\xe2\x80\xae ecilA'
+one_line "CN with a C1 control, CSI (GnuTLS-made)" 'CN=Nobody\xc2\x9b2J' self_signed_visit 'Nobody\xc2\x9b2J'
+if grep -qF 'admitted "CN=\\<script\\>alert(1)\\</script\\> \\\"Zoë\\\"\\, Jr."' "$log"; then
+    ok "log: a readable name stays readable: Zoë, with her quotes escaped"
+else
+    fail "log: a readable name stays readable: Zoë, with her quotes escaped" "$(grep -a 'Zo' "$log")"
+fi
 
 echo "# TLS policy: versions, resumption, renegotiation"
 TLSCLIENT=(tests/tlsclient --port "$port" --ca "$certs/server_cert.pem")
@@ -212,6 +292,53 @@ if [[ $out == *RENEGOTIATING* && $out != *"HTTP/1.1 200"* ]] &&
 else
     fail "TLS 1.2: client-initiated renegotiation ends the connection" "got: ${out: -300}"
 fi
+
+echo "# TLS alerts: a refused handshake ends with an alert that says why (RFC 8446 6, RFC 5246 7.2)"
+# Raw bytes on the wire: tests/tls_probes.py writes each ClientHello by hand
+# and reads the first record that comes back.
+probes=$(python3 tests/tls_probes.py --port "$port" 2>&1)
+probes_status=$?
+while IFS= read -r line; do
+    case $line in
+        "ok   "*) ok "on the wire: ${line#ok   }" ;;
+        "FAIL "*) fail "on the wire: ${line#FAIL }" ;;
+    esac
+done <<<"$probes"
+if [ "$probes_status" != 0 ] && ! grep -q '^FAIL ' <<<"$probes"; then
+    fail "tests/tls_probes.py runs" "exit $probes_status: ${probes:0:300}"
+fi
+# client_says NAME PATTERN COMMAND...: a real client's own words (grep -E)
+client_says() {
+    local name=$1 pattern=$2 out
+    shift 2
+    out=$("$@" 2>&1 </dev/null)
+    if grep -Eq -- "$pattern" <<<"$out"; then
+        ok "$name"
+    else
+        fail "$name" "wanted: $pattern" "got: ${out:0:300}"
+    fi
+}
+client_says "openssl s_client -tls1_1: 'alert protocol version'" 'alert protocol version' \
+    timeout 20 openssl s_client -connect "localhost:$port" -tls1_1
+client_says "openssl s_client with no cipher suite in common: 'alert handshake failure'" 'alert handshake failure' \
+    timeout 20 openssl s_client -connect "localhost:$port" -tls1_2 -cipher CAMELLIA128-SHA
+client_says "curl --tls-max 1.1: exit 35, 'alert protocol version'" '^curl: \(35\) .*alert protocol version' \
+    curl -sS --max-time 20 --cacert "$certs/server_cert.pem" --tls-max 1.1 "$(url /)"
+for v in 1.2 1.3; do
+    client_says "TLS $v: Alice's certificate signed with Bob's key: alert decrypt_error" \
+        'alert GNUTLS_A_DECRYPT_ERROR' "${TLSCLIENT[@]}" --tls "$v" \
+        --cert "$certs/alice_cert.pem" --key "$certs/bob_key.pem"
+    client_says "TLS $v: a request record that fails to decrypt: alert bad_record_mac" \
+        'alert GNUTLS_A_BAD_RECORD_MAC' "${TLSCLIENT[@]}" --tls "$v" --mode bad-record
+done
+log_has "log: the alert sent, with GnuTLS's reason" \
+    '^127\.0\.0\.1 - "" - handshake failed: A packet with illegal or unsupported version was received\. \(sent alert protocol_version\)$'
+log_has "log: a bad CertificateVerify"  'handshake failed: Public key signature verification has failed\. \(sent alert decrypt_error\)'
+log_has "log: a record that fails to decrypt" 'no request: Decryption has failed\. \(sent alert bad_record_mac\)'
+# curl without our CA does not trust the server, and says so with an alert
+# (over TLS 1.2: in 1.3 OpenSSL's alert at that point does not decrypt)
+curl -sS --max-time 20 --tls-max 1.2 "$(url /)" >/dev/null 2>&1
+log_has "log: the client's own alert (curl, no CA: unknown_ca)" 'handshake failed: .*\(the client sent alert unknown_ca\)'
 
 echo "# hostile clients: each costs one connection, at most --timeout (2 s); Alice is served after each"
 # hostile NAME LOG-PATTERN COMMAND...: run a misbehaving client; the server's
@@ -302,7 +429,8 @@ else
     fail "  ... with one answer, then the connection closes" "$(cat "$work/hostile.out")"
 fi
 hostile "request, then close without reading" '"GET /authenticate HTTP/1.1"'       "${TLSCLIENT[@]}" --mode send-close
-hostile "request, then reset (RST)"         '"GET /authenticate HTTP/1.1"'          "${TLSCLIENT[@]}" --mode reset
+# whether the answer went out before the reset or not, the line still says who it was
+hostile "request, then reset (RST)"         '"GET /authenticate HTTP/1.1" [-0-9]+ no client certificate' "${TLSCLIENT[@]}" --mode reset
 
 echo "# soak: ${SOAK_CONNECTIONS:=2000} connections in a row (Alice, Bob, none); descriptors and memory stay flat"
 # server_usage: "open-descriptors resident-KiB" of the server process
@@ -348,16 +476,22 @@ else
 fi
 expect "after all that, Alice is still welcome"  200 "$HELLO" "${ALICE_P12[@]}" "$(url /authenticate)"
 
-echo "# stopping"
+echo "# stopping, while a silent client is connected"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+sleep 0.3
+start=$(date +%s%N)
 kill -TERM "$server_pid"
 wait "$server_pid"
 status=$?
+waited=$(( ($(date +%s%N) - start) / 1000000 ))
+exec 3<&-
 server_pid=
 if [ "$status" = 0 ] && grep -q '^server: stopped' "$log"; then
-    ok "SIGTERM: the server stops with exit status 0"
+    ok "SIGTERM: the server stops with exit status 0 (after $waited ms)"
 else
     fail "SIGTERM: the server stops with exit status 0" "exit status $status" "$(tail -n 3 "$log")"
 fi
+log_has "SIGTERM: the connection in flight is dropped and logged" '^127\.0\.0\.1 - "" - .*dropped: the server is stopping$'
 
 if grep -Eq 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$log"; then
     fail "no sanitizer or valgrind report in the server's output" "$(grep -E -A5 'ERROR|runtime error|lost' "$log" | head -n 20)"

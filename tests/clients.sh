@@ -142,6 +142,35 @@ for client in curl_p12 curl_pem wget openssl gnutls_cli python node; do
     table+=("| $(version_of "$client") | 200 | 200 | $bob | 401 |")
 done
 
+echo "# alerts: gnutls-cli's own words, and gnutls-serv as a reference for tests/tls_probes.py"
+out=$(timeout 20 gnutls-cli --priority 'NORMAL:-VERS-ALL:+VERS-TLS1.1' --x509cafile "$ca" \
+    -p "$port" localhost </dev/null 2>&1)
+if [[ $out == *"Received alert [70]: Error in protocol version"* ]]; then
+    ok "gnutls-cli, TLS 1.1 only: Received alert [70]: Error in protocol version"
+else
+    fail "gnutls-cli, TLS 1.1 only: Received alert [70]" "got: ${out: -300}"
+fi
+# GnuTLS's own server, with server.c's priorities, answers each probe with the
+# alert that test.sh expects from ours: the probes ask for what the library does.
+priorities=$(sed -n 's/^#define TLS_PRIORITIES "\(.*\)"$/\1/p' server.c)
+ref_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+gnutls-serv --port "$ref_port" --priority "$priorities" --verify-client-cert \
+    --x509keyfile "$certs/server_key.pem" --x509certfile "$certs/server_cert.pem" \
+    --x509cafile "$certs/server_cert.pem" >"$work/gnutls-serv.log" 2>&1 &
+ref_pid=$!
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$ref_port") 2>/dev/null && break
+    sleep 0.1
+done
+probes=$(python3 tests/tls_probes.py --port "$ref_port" 2>&1)
+kill "$ref_pid" 2>/dev/null
+wait "$ref_pid" 2>/dev/null
+if [ -n "$priorities" ] && grep -qE '^[1-9][0-9]* passed, 0 failed$' <<<"$probes"; then
+    ok "gnutls-serv ($priorities) sends the alert each probe expects: $(tail -n 1 <<<"$probes")"
+else
+    fail "gnutls-serv sends the alert each probe expects" "priorities: $priorities" "$probes"
+fi
+
 echo
 echo "| client | landing | Alice | Bob | no certificate |"
 echo "|---|---|---|---|---|"

@@ -5,17 +5,26 @@
  * stops half way through a ClientHello, dribbles its request, resets the
  * connection...) and the load for the soak test and `make bench`.
  *
- *   tlsclient --port N --ca FILE [--cert FILE --key FILE] [--tls 1.2|1.3]
+ *   tlsclient --port N --ca FILE [--cert FILE --key FILE | --self-signed CN]
+ *             [--tls 1.2|1.3]
  *             [--path P | --raw BYTES] [--mode MODE] [--count N]
  *             [--expect STATUS] [--expect-text TEXT] [--stats] [--seconds S]
  *
- * --raw takes C escapes (\r \n \t \0 \xNN \\).  Modes:
+ * --raw and --self-signed take C escapes (\r \n \t \0 \xNN \\).
+ * --self-signed CN makes a fresh ECDSA key and a certificate for it, signed
+ * by itself, whose subject is exactly the bytes CN (the log-forgery tests'
+ * certificates: newlines, NUL, invalid UTF-8, which openssl cannot make).
+ * --cert and --key need not match: a mismatch makes a CertificateVerify
+ * signature that does not verify.  Modes:
  *   normal         handshake, send the request, read the whole answer (default)
  *   dribble        send the request one byte per --delay-ms (default 200)
  *   send-close     send the request and close without reading
  *   reset          send the request and reset the connection (RST)
  *   silent         handshake, then send nothing; wait for the server to close
  *   half-hello     send half a ClientHello, then nothing; wait for the close
+ *   bad-record     handshake, then send the request with its last byte
+ *                  flipped, so that its record fails to decrypt; print what
+ *                  the server says to that
  * With one connection the answer is printed; with --count the loop stops at
  * the first answer that does not match --expect/--expect-text (exit 1).
  * --stats prints rate, latency percentiles, the client's own CPU time per
@@ -31,6 +40,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +51,13 @@
 
 #include <gnutls/gnutls.h>
 #include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
 
 struct config {
     const char *host, *port, *ca, *cert, *key, *tls, *path, *mode, *expect_text;
-    char *raw;
-    size_t raw_len;
+    char *raw, *self_cn;
+    size_t raw_len, self_cn_len;
     int count, expect, delay_ms;
     double seconds;
     bool stats;
@@ -141,6 +153,17 @@ static ssize_t no_pull(gnutls_transport_ptr_t p, void *buf, size_t n)
     return -1;
 }
 
+/* bad-record: flip the last byte of what we send (the record's auth tag) */
+static ssize_t corrupting_push(gnutls_transport_ptr_t p, const void *buf, size_t n)
+{
+    unsigned char copy[4096];
+    if (n == 0 || n > sizeof copy)
+        return send((int)(intptr_t)p, buf, n, MSG_NOSIGNAL);
+    memcpy(copy, buf, n);
+    copy[n - 1] ^= 0x01;
+    return send((int)(intptr_t)p, copy, n, MSG_NOSIGNAL);
+}
+
 /* Like curl, present our certificate whatever CAs the server names: GnuTLS's
  * default, like a browser's, is to send only one the server's CA list names,
  * and Bob must be able to try. */
@@ -176,6 +199,59 @@ static void load_identity(gnutls_certificate_credentials_t creds, const char *ce
     gnutls_free(c.data);
     gnutls_free(k.data);
     gnutls_certificate_set_retrieve_function3(creds, always_mine);
+}
+
+/* --self-signed: a key and a certificate made here, with the subject CN
+ * given as raw bytes (GnuTLS writes them into a UTF8String unchecked). */
+static void make_self_signed(gnutls_certificate_credentials_t creds, const char *cn, size_t len)
+{
+    gnutls_x509_privkey_t key;
+    gnutls_x509_crt_t crt;
+    unsigned char serial[8];
+    time_t now = time(NULL);
+    int ret = gnutls_x509_privkey_init(&key);
+    if (ret == 0)
+        ret = gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA,
+                                           GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0);
+    if (ret == 0)
+        ret = gnutls_x509_crt_init(&crt);
+    if (ret == 0)
+        ret = gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof serial);
+    serial[0] &= 0x7f;
+    if (ret == 0)
+        ret = gnutls_x509_crt_set_version(crt, 3);
+    if (ret == 0)
+        ret = gnutls_x509_crt_set_serial(crt, serial, sizeof serial);
+    if (ret == 0)
+        ret = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, (unsigned)len);
+    if (ret == 0)
+        ret = gnutls_x509_crt_set_activation_time(crt, now - 3600);
+    if (ret == 0)
+        ret = gnutls_x509_crt_set_expiration_time(crt, now + 86400);
+    if (ret == 0)
+        ret = gnutls_x509_crt_set_key(crt, key);
+    if (ret == 0)
+        ret = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0);
+    if (ret == 0)
+        ret = gnutls_pcert_import_x509(&my_pcert, crt, 0);
+    if (ret == 0)
+        ret = gnutls_privkey_init(&my_key);
+    if (ret == 0)
+        ret = gnutls_privkey_import_x509(my_key, key, GNUTLS_PRIVKEY_IMPORT_COPY);
+    if (ret < 0)
+        die("--self-signed", gnutls_strerror(ret));
+    gnutls_x509_crt_deinit(crt);
+    gnutls_x509_privkey_deinit(key);
+    gnutls_certificate_set_retrieve_function3(creds, always_mine);
+}
+
+/* "handshake failed: WHY", and the alert's name when the server sent one. */
+static void print_failure(const char *what, gnutls_session_t s, int ret)
+{
+    printf("%s: %s", what, gnutls_strerror(ret));
+    if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED || ret == GNUTLS_E_WARNING_ALERT_RECEIVED)
+        printf(" (alert %s)", gnutls_alert_get_strname(gnutls_alert_get(s)));
+    printf("\n");
 }
 
 static gnutls_session_t new_session(const struct config *c,
@@ -260,6 +336,7 @@ int main(int argc, char **argv)
         {"path", 1, 0, 'P'}, {"raw", 1, 0, 'r'}, {"mode", 1, 0, 'm'},
         {"count", 1, 0, 'n'}, {"expect", 1, 0, 'e'}, {"expect-text", 1, 0, 'x'},
         {"delay-ms", 1, 0, 'd'}, {"stats", 0, 0, 's'}, {"seconds", 1, 0, 'S'},
+        {"self-signed", 1, 0, 'C'},
         {0, 0, 0, 0},
     };
     struct config c = {.host = "localhost", .path = "/authenticate", .mode = "normal",
@@ -275,6 +352,7 @@ int main(int argc, char **argv)
         case 't': c.tls = optarg; break;
         case 'P': c.path = optarg; break;
         case 'r': c.raw = optarg; c.raw_len = unescape(optarg); break;
+        case 'C': c.self_cn = optarg; c.self_cn_len = unescape(optarg); break;
         case 'm': c.mode = optarg; break;
         case 'n': c.count = atoi(optarg); break;
         case 'e': c.expect = atoi(optarg); break;
@@ -296,6 +374,8 @@ int main(int argc, char **argv)
         die("credentials", gnutls_strerror(ret));
     if (c.cert)
         load_identity(creds, c.cert, c.key ? c.key : c.cert);
+    else if (c.self_cn)
+        make_self_signed(creds, c.self_cn, c.self_cn_len);
 
     char request[512];
     const char *req = c.raw;
@@ -337,13 +417,17 @@ int main(int argc, char **argv)
         gnutls_transport_set_int(s, fd);
         ret = handshake(s);
         if (ret < 0) {
-            printf("handshake failed: %s\n", gnutls_strerror(ret));
+            print_failure("handshake failed", s, ret);
             goto next;
         }
         if (strcmp(c.mode, "silent") == 0) {
             printf("handshake done; the server closed after %.0f ms\n", wait_for_close(fd));
             good++;
             goto next;
+        }
+        if (strcmp(c.mode, "bad-record") == 0) {
+            gnutls_transport_set_ptr(s, (gnutls_transport_ptr_t)(intptr_t)fd);
+            gnutls_transport_set_push_function(s, corrupting_push);
         }
         ret = send_bytes(s, req, req_len, strcmp(c.mode, "dribble") == 0 ? c.delay_ms : 0);
         if (ret < 0) {
@@ -364,7 +448,7 @@ int main(int argc, char **argv)
         }
         ssize_t n = read_answer(s, answer, sizeof answer);
         if (n < 0) {
-            printf("reading failed: %s\n", gnutls_strerror((int)n));
+            print_failure("reading failed", s, (int)n);
             goto next;
         }
         int status = 0;
@@ -400,7 +484,7 @@ int main(int argc, char **argv)
                cpu / done, version, group);
     }
     free(lat);
-    if (c.cert) {
+    if (c.cert || c.self_cn) {
         gnutls_pcert_deinit(&my_pcert);
         gnutls_privkey_deinit(my_key);
     }
