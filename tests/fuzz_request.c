@@ -4,8 +4,8 @@
  * It includes server.c itself (renaming its main), so the functions fuzzed
  * are exactly the ones the server runs, with no fuzz-only branches in the
  * teaching file.  Each input is used three ways:
- *   - as bytes received from a client: find_head_end, parse_request and the
- *     routing helpers, as serve_connection calls them;
+ *   - as bytes received from a client: skip_empty_lines, find_head_end,
+ *     parse_request and the routing helpers, as the server calls them;
  *   - as a certificate name: unescape_dn_value, then html_escape;
  *   - as text a client chose, on its way into the log: log_escape must give
  *     text with no control byte, no bare quote, no broken or deceptive UTF-8,
@@ -23,12 +23,16 @@
 
 static void check_request(const char *data, size_t size)
 {
-    char head[MAX_REQUEST_HEAD];
-    size_t used = size < sizeof head ? size : sizeof head;
-    memcpy(head, data, used);
+    char buf[MAX_REQUEST_HEAD];
+    size_t used = size < sizeof buf ? size : sizeof buf;
+    memcpy(buf, data, used);
 
-    size_t head_len = find_head_end(head, used);
-    assert(head_len <= used);
+    /* as read_request_head does: past empty lines, up to the empty line */
+    size_t skip = skip_empty_lines(buf, used);
+    assert(skip <= used);
+    const char *head = buf + skip;
+    size_t head_len = find_head_end(head, used - skip);
+    assert(head_len <= used - skip);
     if (head_len == 0)
         return;
     struct request req;
@@ -39,15 +43,16 @@ static void check_request(const char *data, size_t size)
         assert(req.problem != NULL);
         return;
     }
-    /* what the server relies on after a successful parse */
+    /* what the server relies on after a successful parse: the path is in
+     * the head, or "/" for an absolute target with none ("https://host") */
     assert(req.method >= head && req.method + req.method_len <= head + head_len);
-    assert(req.path >= head && req.path + req.path_len <= head + head_len);
+    assert((req.path >= head && req.path + req.path_len <= head + head_len) ||
+           (req.path_len == 1 && strcmp(req.path, "/") == 0));
     assert(req.method_len > 0 && req.path_len > 0 && req.path[0] == '/');
     assert(memchr(req.path, '?', req.path_len) == NULL);
     (void)method_is(&req, "GET");
     (void)path_is(&req, "/authenticate");
 }
-
 
 /* Undo log_escape: \\ \" \xNN.  Returns the length, or -1 if out holds an
  * escape log_escape never writes or a bare quote. */
