@@ -497,12 +497,13 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, i
  * makes the kernel answer those unread bytes with a reset, and a reset can
  * destroy our answer before the client has read it.  So: say we are done
  * writing, then read and drop whatever still comes, until the client closes
- * (at most a second, and never past the deadline). */
+ * (at most a second, never past the deadline, not at all when stopping). */
 static void linger_close(struct connection *conn)
 {
     char sink[4096];
     shutdown(conn->fd, SHUT_WR);
-    while (wait_ready(conn, POLLIN, 1000) == 1 && recv(conn->fd, sink, sizeof sink, 0) > 0)
+    while (!stop_requested && wait_ready(conn, POLLIN, 1000) == 1 &&
+           recv(conn->fd, sink, sizeof sink, 0) > 0)
         continue;
 }
 
