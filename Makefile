@@ -9,7 +9,7 @@
 #   make bench    server CPU per connection next to the cost of its crypto
 #   make profile  the same in instructions, inside the server (callgrind)
 #   make test-clients  curl, wget, openssl, gnutls-cli, Python and Node.js as visitors
-#   make test-browser  headless Chromium with Alice's .p12, as a reader would
+#   make test-browser  headless Chromium and Firefox with Alice's .p12, as a reader would
 # CFLAGS and LDFLAGS may be overridden; the warnings stay on.
 
 CFLAGS   ?= -O2 -g
@@ -48,11 +48,12 @@ test: server tests/tlsclient
 test-clients: server
 	tests/clients.sh
 
-# The screenshot is kept in tests/work/; README.md shows one made with
-# SCREENSHOT=docs/browser-alice.png tests/browser.sh
+# The screenshots are kept in tests/work/; README.md shows ones made with
+# SCREENSHOT=docs/browser-alice.png FIREFOX_SCREENSHOT=docs/firefox-alice.png tests/browser.sh
 test-browser: server
 	mkdir -p tests/work
-	SCREENSHOT=tests/work/browser-alice.png tests/browser.sh
+	SCREENSHOT=tests/work/browser-alice.png FIREFOX_SCREENSHOT=tests/work/firefox-alice.png \
+	    tests/browser.sh
 
 server-asan: server.c
 	$(CC) $(CPPFLAGS) $(SANITIZE) $(WARNINGS) $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)

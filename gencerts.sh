@@ -53,7 +53,7 @@ command -v openssl >/dev/null || {
     exit 1
 }
 
-files=(server_key.pem server_cert.pem
+files=(server_key.pem server_cert.pem localhost_key.pem localhost_cert.pem
        alice_key.pem alice_csr.pem alice_cert.pem
        bob_key.pem bob_csr.pem bob_cert.pem
        alice.p12 bob.p12)
@@ -107,6 +107,21 @@ step "Server: a new $key_name key and a self-signed certificate for localhost, v
     openssl req -x509 -newkey "${key[@]}" -keyout server_key.pem -out server_cert.pem \
     -nodes -days 365 -subj "/CN=localhost/O=Client Certificate Demo" \
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"
+
+# Beyond the tutorial, for Firefox: server_cert.pem is a CA (CA:TRUE: it signs
+# Alice), and Firefox refuses a CA's certificate as a web server's
+# (MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY).  So the server gets a
+# certificate of its own for localhost, signed by server_cert.pem, and marked
+# as no CA.  server_cert.pem stays the CA that signs Alice and the one a reader
+# imports; ./server presents localhost_cert.pem whenever it is here.  Its own
+# name (OU) keeps it from looking self-issued next to its CA.  (Without
+# the explicit CA:FALSE, req -x509 -CA writes CA:TRUE, and Firefox refuses again.)
+step "Server: a $key_name key and a certificate for localhost alone, signed by server_cert.pem (CA:FALSE)" \
+    openssl req -x509 -newkey "${key[@]}" -keyout localhost_key.pem -out localhost_cert.pem \
+    -nodes -days 365 -subj "/CN=localhost/O=Client Certificate Demo/OU=This server" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
+    -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth" \
+    -CA server_cert.pem -CAkey server_key.pem
 
 # --- Setting up client certificates -----------------------------------------
 # Tutorial: openssl req -newkey rsa:4096 ... -nodes -days 365 -subj "/CN=Alice"

@@ -91,8 +91,10 @@ static void usage(FILE *out)
         "  --port N           listen on port N (default %d; 0 = any free port)\n"
         "  --certs DIR        folder with the tutorial's files (default %s/):\n"
         "                     server_key.pem, server_cert.pem; the CA is server_cert.pem\n"
-        "  --key FILE         the server's private key      (default DIR/server_key.pem)\n"
-        "  --cert FILE        the server's certificate      (default DIR/server_cert.pem)\n"
+        "  --key FILE         the server's private key      (default DIR/localhost_key.pem\n"
+        "                     if DIR/localhost_cert.pem exists, else DIR/server_key.pem)\n"
+        "  --cert FILE        the server's certificate      (default DIR/localhost_cert.pem\n"
+        "                     if it exists, else DIR/server_cert.pem)\n"
         "  --ca FILE          CA certificates to trust      (default DIR/server_cert.pem)\n"
         "  --crl FILE         revoked certificates (default DIR/crl.pem, if it exists)\n"
         "  --timeout SECONDS  longest time one connection may take (default %d)\n"
@@ -178,9 +180,17 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "server: unexpected argument '%s' (see --help)\n", argv[optind]);
         return -1;
     }
-    /* The tutorial trusts its own server certificate as the CA: ca: [server_cert]. */
-    if ((key ? copy_path(o->key_file, key) : join_path(o->key_file, dir, "server_key.pem")) < 0 ||
-        (cert ? copy_path(o->cert_file, cert) : join_path(o->cert_file, dir, "server_cert.pem")) < 0 ||
+    /* The tutorial presents server_cert.pem and trusts it as the CA:
+     * ca: [server_cert].  Firefox refuses a CA's certificate as a web
+     * server's, so where gencerts.sh made localhost_cert.pem (signed by
+     * server_cert.pem, CA:FALSE) we present that instead, with its key. */
+    char own[PATH_MAX];
+    bool own_cert = !key && !cert && join_path(own, dir, "localhost_cert.pem") == 0 &&
+                    access(own, F_OK) == 0;
+    const char *default_key = own_cert ? "localhost_key.pem" : "server_key.pem";
+    const char *default_cert = own_cert ? "localhost_cert.pem" : "server_cert.pem";
+    if ((key ? copy_path(o->key_file, key) : join_path(o->key_file, dir, default_key)) < 0 ||
+        (cert ? copy_path(o->cert_file, cert) : join_path(o->cert_file, dir, default_cert)) < 0 ||
         (ca ? copy_path(o->ca_file, ca) : join_path(o->ca_file, dir, "server_cert.pem")) < 0 ||
         (crl ? copy_path(o->crl_file, crl) : join_path(o->crl_file, dir, "crl.pem")) < 0) {
         fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
@@ -241,6 +251,7 @@ static int load_credentials(struct server *srv, const struct options *o)
                 o->cert_file, o->key_file, gnutls_strerror(ret));
         return -1;
     }
+    fprintf(stderr, "server: presenting %s\n", o->cert_file);
     /* ca: the issuers whose clients we admit. It returns how many certificates
      * it read; a file with none is an error for us, not for GnuTLS. */
     ret = gnutls_certificate_set_x509_trust_file(srv->creds, o->ca_file, GNUTLS_X509_FMT_PEM);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/browser.sh - the tutorial's browser visit, in headless Chromium
-# (make test-browser).
+# tests/browser.sh - the tutorial's browser visit, in headless Chromium and
+# in headless Firefox ESR, the tutorial's own browser (make test-browser).
 #
 # A reader imports alice.p12 into the browser, opens https://localhost:9999/
 # and picks Alice's certificate when asked.  Here, for a fresh profile of its
@@ -15,23 +15,32 @@
 # certificate in the database and expects the 401 text.  Every browser run is
 # under a timeout.
 #
-#   SCREENSHOT=docs/browser-alice.png tests/browser.sh   (where to keep the picture)
+# Firefox: a fresh profile per visit, whose NSS database is made the same way
+# (certutil, pk12util), with the preference security.default_personal_cert =
+# "Select Automatically" in place of the dialog; tests/marionette.py drives it
+# and reads the page (Firefox's --screenshot never returns on an error page).
+# Last, the tutorial's own certificates: the server presents server_cert.pem,
+# a CA's certificate, and Firefox refuses it, which is why gencerts.sh makes
+# localhost_cert.pem.
+#
+#   SCREENSHOT=docs/browser-alice.png FIREFOX_SCREENSHOT=docs/firefox-alice.png \
+#       tests/browser.sh                                  (where to keep the pictures)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 # shellcheck source=tests/lib.sh
 . tests/lib.sh
-need chromium certutil pk12util
+need chromium firefox-esr certutil pk12util python3
 make_certs
 start_server --timeout 2
 
 origin=https://localhost:$port
 
-# new_browser NAME [PERSON...]: a HOME with an NSS database holding the
-# people's .p12 bundles, and a Chromium profile
-new_browser() {
-    local home=$work/$1 db=$work/$1/.pki/nssdb
-    mkdir -p "$db" "$home/profile/Default"
+# nss_db DIR [PERSON...]: an NSS database, as a browser keeps one, that
+# trusts server_cert.pem as a CA and holds the people's .p12 bundles
+nss_db() {
+    local db=$1
+    mkdir -p "$db"
     certutil -N -d "sql:$db" --empty-password
     # trust flags C,,: a CA for TLS servers (what "Import ... Authorities" does)
     certutil -A -d "sql:$db" -n "Client Certificate Demo" -t "C,," -i "$certs/server_cert.pem"
@@ -39,6 +48,14 @@ new_browser() {
         pk12util -d "sql:$db" -i "$certs/$person.p12" -W "" >/dev/null 2>&1 ||
             fail "pk12util imports $person.p12"
     done
+}
+
+# new_browser NAME [PERSON...]: a HOME with an NSS database holding the
+# people's .p12 bundles, and a Chromium profile
+new_browser() {
+    local home=$work/$1
+    mkdir -p "$home/profile/Default"
+    nss_db "$home/.pki/nssdb" "${@:2}"
     # AutoSelectCertificateForUrls, as a profile preference: for this origin,
     # pick a certificate matching the (empty) filter, without asking.
     cat >"$home/profile/Default/Preferences" <<EOF
@@ -109,6 +126,81 @@ if [[ $page == *"Sorry, but you need to provide a client certificate to continue
 else
     fail "Chromium with only Bob's certificate: Bob is not offered, 401" "got: ${page:0:300}" \
         "log: $(grep Bob "$log")"
+fi
+
+# --- Firefox ESR -------------------------------------------------------------
+echo "# $(firefox-esr --version 2>/dev/null)"
+# firefox_visit URL SHOT [PERSON...]: one visit in a fresh profile with the
+# people's .p12 bundles; prints what tests/marionette.py reads (SHOT: a PNG
+# to save, or "")
+firefox_visit() {
+    local url=$1 shot=$2 profile mport ff_pid
+    shift 2
+    profile=$(mktemp -d "$work/firefox.XXXXXX")
+    nss_db "$profile" "$@"
+    mport=$(free_port)
+    # "Select Automatically" answers the certificate dialog; the rest keeps a
+    # first run quiet and off the network
+    cat >"$profile/user.js" <<EOF
+user_pref("security.default_personal_cert", "Select Automatically");
+user_pref("marionette.port", $mport);
+user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("browser.aboutwelcome.enabled", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("app.update.disabledForTesting", true);
+user_pref("network.captive-portal-service.enabled", false);
+user_pref("network.connectivity-service.enabled", false);
+EOF
+    HOME=$profile timeout 60 firefox-esr --headless --marionette --no-remote --profile "$profile" \
+        about:blank >>"$work/firefox.err" 2>&1 &
+    ff_pid=$!
+    timeout 60 python3 tests/marionette.py --port "$mport" ${shot:+--screenshot "$shot"} "$url" \
+        2>>"$work/firefox.err"
+    # Marionette:Quit ends Firefox; the timeout ends one that hangs
+    wait "$ff_pid" 2>/dev/null
+}
+
+shot=${FIREFOX_SCREENSHOT:-$work/firefox-alice.png}
+rm -f "$shot"
+page=$(firefox_visit "$origin/authenticate" "$shot" alice)
+if [[ $page == *"Hello Alice, your certificate was issued by localhost!"* ]]; then
+    ok "Firefox with Alice's certificate: the Hello Alice page"
+else
+    fail "Firefox with Alice's certificate: the Hello Alice page" "got: ${page:0:300}" \
+        "firefox said: $(tail -n 3 "$work/firefox.err")"
+fi
+if [ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ]; then
+    ok "Firefox screenshot saved ($shot, $(wc -c <"$shot") bytes)"
+else
+    fail "Firefox screenshot saved" "no PNG at $shot"
+fi
+before=$(wc -l <"$log")
+page=$(firefox_visit "$origin/authenticate" "" bob)
+if [[ $page == *"Sorry, but you need to provide a client certificate to continue."* ]] &&
+    ! tail -n +"$((before + 1))" "$log" | grep -q 'refused "CN=Bob"'; then
+    ok "Firefox with only Bob's certificate: Bob is not offered, 401"
+else
+    fail "Firefox with only Bob's certificate: Bob is not offered, 401" "got: ${page:0:300}" \
+        "log: $(tail -n +"$((before + 1))" "$log")"
+fi
+page=$(firefox_visit "$origin/authenticate" "")
+if [[ $page == *"Sorry, but you need to provide a client certificate to continue."* ]]; then
+    ok "Firefox without a certificate: the 401 text"
+else
+    fail "Firefox without a certificate: the 401 text" "got: ${page:0:300}"
+fi
+
+# The tutorial's certificates as the tutorial uses them: the server presents
+# server_cert.pem, which is also the CA that signs Alice (CA:TRUE).
+stop_server
+start_server --timeout 2 --cert "$certs/server_cert.pem" --key "$certs/server_key.pem"
+page=$(firefox_visit "https://localhost:$port/authenticate" "" alice)
+if [[ $page == *"error code: MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY"* ]]; then
+    ok "Firefox, the server presenting the tutorial's server_cert.pem (a CA): refused, CA_CERT_USED_AS_END_ENTITY"
+else
+    fail "Firefox, the server presenting the tutorial's server_cert.pem (a CA): refused, CA_CERT_USED_AS_END_ENTITY" \
+        "got: ${page:0:300}"
 fi
 
 finish

@@ -153,7 +153,7 @@ fi
 # GnuTLS's own server, with server.c's priorities, answers each probe with the
 # alert that test.sh expects from ours: the probes ask for what the library does.
 priorities=$(sed -n 's/^#define TLS_PRIORITIES "\(.*\)"$/\1/p' server.c)
-ref_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ref_port=$(free_port)
 gnutls-serv --port "$ref_port" --priority "$priorities" --verify-client-cert \
     --x509keyfile "$certs/server_key.pem" --x509certfile "$certs/server_cert.pem" \
     --x509cafile "$certs/server_cert.pem" >"$work/gnutls-serv.log" 2>&1 &

@@ -81,3 +81,8 @@ start_server() {
     cat "$log" >&2
     exit 1
 }
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""tests/marionette.py - visit one page in headless Firefox and print what it shows.
+
+Not part of the lesson.  tests/browser.sh starts Firefox ESR with
+--marionette (Firefox's own remote-control protocol, which geckodriver speaks
+for WebDriver) on a port of its choosing; this script, with nothing but
+Python's standard library, opens a session, goes to URL, and prints the
+address the tab ended on, the error code of a certificate error page, and the
+page's text, so that a test can assert on them: an error page is
+about:neterror?e=nssFailure2&... or about:certerror?...  With
+--screenshot FILE it also saves a PNG of the tab.
+
+    marionette.py --port N URL [--screenshot FILE] [--wait SECONDS]
+
+Exit status: 0 when the page was read, 2 when Firefox could not be reached.
+"""
+import argparse
+import base64
+import json
+import socket
+import sys
+import time
+
+
+class Marionette:
+    """Marionette frames are "LENGTH:JSON"; a command is [0, id, name, params]
+    and its answer [1, id, error, result]."""
+
+    def __init__(self, port, wait):
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.buf = b""
+        self.next_id = 0
+        self.read()                     # the greeting: {"applicationType": "gecko", ...}
+
+    def read(self):
+        while b":" not in self.buf:
+            self.fill()
+        length, _, self.buf = self.buf.partition(b":")
+        while len(self.buf) < int(length):
+            self.fill()
+        frame, self.buf = self.buf[:int(length)], self.buf[int(length):]
+        return json.loads(frame)
+
+    def fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("Firefox closed the Marionette connection")
+        self.buf += chunk
+
+    def call(self, name, params=None):
+        self.next_id += 1
+        data = json.dumps([0, self.next_id, name, params or {}]).encode()
+        self.sock.sendall(str(len(data)).encode() + b":" + data)
+        while True:
+            answer = self.read()
+            if answer[0] == 1 and answer[1] == self.next_id:
+                return answer[2], answer[3]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("url")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--screenshot")
+    parser.add_argument("--wait", type=float, default=30, help="seconds to wait for Firefox")
+    args = parser.parse_args()
+    try:
+        ff = Marionette(args.port, args.wait)
+    except OSError as err:
+        print("marionette.py: Firefox not reachable on port %d: %s" % (args.port, err),
+              file=sys.stderr)
+        return 2
+    error, _ = ff.call("WebDriver:NewSession", {"capabilities": {}})
+    if error:
+        print("marionette.py: no session: %s" % error, file=sys.stderr)
+        return 2
+    # An error page makes Navigate answer with an error ("insecure
+    # certificate", "unknown error"); the tab shows the error page all the
+    # same, and that is what we print.
+    if args.screenshot:                 # a small window: the page is one line
+        ff.call("WebDriver:SetWindowRect", {"width": 640, "height": 160})
+    error, _ = ff.call("WebDriver:Navigate", {"url": args.url})
+    # On a certificate error page, the page itself can ask Firefox for the
+    # error's code (what "Advanced..." shows), e.g.
+    # MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY.
+    _, result = ff.call("WebDriver:ExecuteScript", {
+        "script": "var code = '';"
+                  "try { code = document.getFailedCertSecurityInfo().errorCodeString; }"
+                  "catch (e) {}"
+                  "return [document.documentURI, code,"
+                  "        document.body ? document.body.innerText : ''];",
+        "args": []})
+    uri, code, text = result["value"]
+    print("url: %s" % uri)
+    if error:
+        print("navigate: %s" % error.get("error", error))
+    if code:
+        print("error code: %s" % code)
+    print(text)
+    if args.screenshot:
+        _, shot = ff.call("WebDriver:TakeScreenshot", {"full": False})
+        with open(args.screenshot, "wb") as out:
+            out.write(base64.b64decode(shot["value"]))
+    ff.call("Marionette:Quit", {"flags": ["eForceQuit"]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
