@@ -9,20 +9,24 @@
  *                      403 "Sorry Bob, ..."     certificate we don't trust,
  *                      401 "Sorry, but ..."     no certificate at all.
  *
- * This file does the same with GnuTLS and the C library, and reads top to
- * bottom in the tutorial's order:
+ * This file does the same with GnuTLS and the C library.
  *
- *   1. settings and the command line
- *   2. credentials: key, certificate, trusted CAs   (the tutorial's `opts`)
- *   3. the session: ask for a client certificate    (requestCert, rejectUnauthorized)
- *   4. the transport: every connection has a deadline
- *   5. the accept loop                              (https.createServer().listen(9999))
- *   6. the request: HTTP/1.1 read and parsed by hand (express's routing)
- *   7. the certificate check                        (req.client.authorized, getPeerCertificate)
- *   8. the answer                                   (res.send)
- *   9. one connection, start to end; main()
+ * FIRST READING: the lesson, sections 1 to 6, in the tutorial's order.
  *
- * Build and run:  make && ./server      Try it:  make test, or README.md.
+ *   1. credentials: key, certificate, trusted CAs   opts = { key, cert, ca }
+ *   2. the session: ask for a client certificate    requestCert, rejectUnauthorized
+ *   3. when the handshake fails: a TLS alert        (the "cryptic error" the tutorial avoids)
+ *   4. the certificate check                        req.client.authorized, getPeerCertificate()
+ *   5. the answers                                  app.get(...), res.send(...)
+ *   6. one connection, start to end
+ *
+ * Skip the rest on a first pass: it is THE MACHINERY, what a real server
+ * needs that express and Node did for the tutorial (sections 7 to 12: the
+ * deadline on every connection, the log, HTTP by hand, the accept loop, the
+ * command line, main).  Come back to 7 and 8 to see why a slow or hostile
+ * client can't hold the server or forge its log.
+ *
+ * Build and run:  make && ./server      Try it:  ./test.sh, or README.md.
  */
 
 #define _GNU_SOURCE     /* ppoll */
@@ -51,12 +55,33 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-/* ======================= 1. Settings and the command line ================ */
-
 #define DEFAULT_PORT      9999      /* the tutorial's listen(9999) */
 #define DEFAULT_CERTS_DIR "certs"   /* where gencerts.sh writes */
 #define DEFAULT_TIMEOUT_S 5         /* longest time one client may hold us */
 #define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
+
+/* ========================================================================== */
+/*                        THE LESSON: the tutorial in C                       */
+/* ========================================================================== */
+
+/* ======================= 1. Credentials ================================== */
+/*
+ * Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
+ * Loaded once at start-up and shared by every session: loading them per
+ * connection would redo the key check and double the cost of a handshake.
+ */
+
+/* The files behind opts; the command line (section 11) fills them in. */
+struct options {
+    int port;                    /* 0 = any free port (the tests use it) */
+    int timeout_s;
+    char key_file[PATH_MAX];     /* localhost_key.pem, or the tutorial's server_key.pem */
+    char cert_file[PATH_MAX];    /* localhost_cert.pem, or the tutorial's server_cert.pem */
+    char ca_file[PATH_MAX];      /* the CAs whose clients we admit: server_cert.pem */
+    char crl_file[PATH_MAX];     /* certificates those CAs revoked */
+    bool crl_required;           /* --crl given: the file must be there */
+    bool reject_unauthorized;    /* the tutorial's other choice (section 2) */
+};
 
 /*
  * TLS policy, beyond the tutorial:
@@ -73,145 +98,13 @@
  */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
-struct options {
-    int port;                    /* 0 = any free port (the tests use it) */
-    int timeout_s;
-    char key_file[PATH_MAX];     /* server_key.pem */
-    char cert_file[PATH_MAX];    /* server_cert.pem */
-    char ca_file[PATH_MAX];      /* the CAs whose clients we admit */
-    char crl_file[PATH_MAX];     /* certificates those CAs revoked */
-    bool crl_required;           /* --crl given: the file must be there */
-};
-
-static void usage(FILE *out)
-{
-    fprintf(out,
-        "usage: ./server [--port N] [--certs DIR] [--key FILE] [--cert FILE]\n"
-        "                [--ca FILE] [--crl FILE] [--timeout SECONDS]\n"
-        "  --port N           listen on port N (default %d; 0 = any free port)\n"
-        "  --certs DIR        folder with the tutorial's files (default %s/):\n"
-        "                     server_key.pem, server_cert.pem; the CA is server_cert.pem\n"
-        "  --key FILE         the server's private key      (default DIR/localhost_key.pem\n"
-        "                     if DIR/localhost_cert.pem exists, else DIR/server_key.pem)\n"
-        "  --cert FILE        the server's certificate      (default DIR/localhost_cert.pem\n"
-        "                     if it exists, else DIR/server_cert.pem)\n"
-        "  --ca FILE          CA certificates to trust      (default DIR/server_cert.pem)\n"
-        "  --crl FILE         revoked certificates (default DIR/crl.pem, if it exists)\n"
-        "  --timeout SECONDS  longest time one connection may take (default %d)\n"
-        "  --help             show this help\n",
-        DEFAULT_PORT, DEFAULT_CERTS_DIR, DEFAULT_TIMEOUT_S);
-}
-
-/* The value of a numeric flag: a whole decimal number in [min, max], or -1
- * after an error message that names the flag. */
-static long parse_number(const char *flag, const char *text, long min, long max)
-{
-    char *end;
-    errno = 0;
-    long n = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || n < min || n > max) {
-        fprintf(stderr, "server: %s wants a number from %ld to %ld, not '%s'\n",
-                flag, min, max, text);
-        return -1;
-    }
-    return n;
-}
-
-static int join_path(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
-    return (n < 0 || n >= PATH_MAX) ? -1 : 0;
-}
-
-static int copy_path(char *out, const char *path)
-{
-    int n = snprintf(out, PATH_MAX, "%s", path);
-    return (n < 0 || n >= PATH_MAX) ? -1 : 0;
-}
-
-/* Returns 0 to run, 1 when --help was shown, -1 after an error message. */
-static int parse_options(int argc, char **argv, struct options *o)
-{
-    static const struct option flags[] = {
-        {"port", required_argument, NULL, 'p'},
-        {"certs", required_argument, NULL, 'd'},
-        {"key", required_argument, NULL, 'k'},
-        {"cert", required_argument, NULL, 'c'},
-        {"ca", required_argument, NULL, 'a'},
-        {"crl", required_argument, NULL, 'r'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *dir = DEFAULT_CERTS_DIR;
-    const char *key = NULL, *cert = NULL, *ca = NULL, *crl = NULL;
-    int c;
-
-    o->port = DEFAULT_PORT;
-    o->timeout_s = DEFAULT_TIMEOUT_S;
-    /* ":" and opterr = 0: getopt stays quiet and tells us what went wrong
-     * (':' a value is missing, '?' an unknown flag); we word the errors. */
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", flags, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            if ((o->port = (int)parse_number("--port", optarg, 0, 65535)) < 0)
-                return -1;
-            break;
-        case 't':
-            if ((o->timeout_s = (int)parse_number("--timeout", optarg, 1, 3600)) < 0)
-                return -1;
-            break;
-        case 'd': dir = optarg; break;
-        case 'k': key = optarg; break;
-        case 'c': cert = optarg; break;
-        case 'a': ca = optarg; break;
-        case 'r': crl = optarg; break;
-        case 'h': usage(stdout); return 1;
-        case ':':
-            fprintf(stderr, "server: %s needs a value\n", argv[optind - 1]);
-            return -1;
-        default:
-            fprintf(stderr, "server: unknown flag '%s' (see --help)\n", argv[optind - 1]);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "server: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return -1;
-    }
-    /* The tutorial presents server_cert.pem and trusts it as the CA:
-     * ca: [server_cert].  Firefox refuses a CA's certificate as a web
-     * server's, so where gencerts.sh made localhost_cert.pem (signed by
-     * server_cert.pem, CA:FALSE) we present that instead, with its key. */
-    char own[PATH_MAX];
-    bool own_cert = !key && !cert && join_path(own, dir, "localhost_cert.pem") == 0 &&
-                    access(own, F_OK) == 0;
-    const char *default_key = own_cert ? "localhost_key.pem" : "server_key.pem";
-    const char *default_cert = own_cert ? "localhost_cert.pem" : "server_cert.pem";
-    if ((key ? copy_path(o->key_file, key) : join_path(o->key_file, dir, default_key)) < 0 ||
-        (cert ? copy_path(o->cert_file, cert) : join_path(o->cert_file, dir, default_cert)) < 0 ||
-        (ca ? copy_path(o->ca_file, ca) : join_path(o->ca_file, dir, "server_cert.pem")) < 0 ||
-        (crl ? copy_path(o->crl_file, crl) : join_path(o->crl_file, dir, "crl.pem")) < 0) {
-        fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
-        return -1;
-    }
-    o->crl_required = crl != NULL;
-    return 0;
-}
-
-/* ======================= 2. Credentials ================================== */
-/*
- * Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
- * Loaded once at start-up and shared by every session: loading them per
- * connection would redo the key check and double the cost of a handshake.
- */
-
+/* What every connection shares, read-only: opts, loaded. */
 struct server {
     gnutls_certificate_credentials_t creds;
     gnutls_priority_t priorities;
     int listen_fd;
     int timeout_ms;
+    bool reject_unauthorized;
 };
 
 /* GnuTLS's "Error while reading file" does not say which one; we do. */
@@ -297,12 +190,13 @@ static void free_server(struct server *srv)
         gnutls_certificate_free_credentials(srv->creds);
 }
 
-/* ======================= 3. The session ================================== */
+/* ======================= 2. The session ================================== */
 
 /* Everything we know about one connection; it ends as one log line. */
 struct connection {
     int fd;
     struct timespec deadline;   /* the whole exchange must end by then */
+    unsigned long bytes_in;     /* how much the client sent us */
     char peer[INET6_ADDRSTRLEN];
     const char *tls_version;    /* "TLS1.3", once the handshake is done */
     char request_line[160];     /* as the client sent it, escaped by log_escape */
@@ -310,21 +204,35 @@ struct connection {
     char note[640];             /* who the client is, or what went wrong */
 };
 
-/* SIGINT and SIGTERM set stop_requested.  They are blocked except while we
- * wait in ppoll(), which lets them through (wait_mask) and returns EINTR:
- * a signal that comes between our look at stop_requested and the wait is
- * not lost, it ends the wait at once. */
-static volatile sig_atomic_t stop_requested;
-static sigset_t wait_mask;
-
-static void log_escape(char *out, size_t cap, const char *text, size_t len);
+/* What the lesson uses from the machinery below section 6. */
+static volatile sig_atomic_t stop_requested;    /* SIGINT or SIGTERM came */
+static void use_deadline_transport(gnutls_session_t s, struct connection *conn, int timeout_ms);
 static void note(struct connection *conn, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
+static void log_escape(char *out, size_t cap, const char *text, size_t len);
 
-static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size);
-static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt);
-static int transport_wait(gnutls_transport_ptr_t ptr, unsigned int ms);
-
+/*
+ * Tutorial: requestCert: true, rejectUnauthorized: false.
+ *
+ * GNUTLS_CERT_REQUEST asks for a certificate and lets the handshake finish
+ * without one, or with one we don't trust, so that section 4 can look at it
+ * and answer 401 or 403 with a page.
+ *
+ * The tutorial's other choice, rejectUnauthorized: true, is two things in
+ * GnuTLS (./server --reject-unauthorized shows it):
+ *   GNUTLS_CERT_REQUIRE         a handshake without a certificate fails;
+ *   gnutls_session_set_verify_cert2
+ *                               a certificate that does not verify fails it
+ *                               too.  REQUIRE alone does not check trust:
+ *                               Bob's self-signed certificate would pass.
+ * Either failure ends the handshake with a TLS alert (section 3), before
+ * any page can be sent: the browser shows its own error, the "cryptic
+ * HTTPS error message (ERR_BAD_SSL_CLIENT_AUTH_CERT)" the tutorial avoids.
+ *
+ * Either way, the request carries the names of our trusted CAs, and a
+ * browser offers only certificates from them: the tutorial's "only Alice's
+ * certificate is in the list".
+ */
 static int start_session(const struct server *srv, struct connection *conn,
                          gnutls_session_t *out)
 {
@@ -339,25 +247,17 @@ static int start_session(const struct server *srv, struct connection *conn,
     if (ret < 0)
         goto fail_session;
 
-    /* Tutorial: requestCert: true, rejectUnauthorized: false.
-     * REQUEST asks for a certificate but lets the handshake finish without
-     * one, or with one we don't trust, so that we can answer 401 or 403 with
-     * a page.  (REQUIRE would end the handshake with a bare TLS alert, the
-     * browser's cryptic ERR_BAD_SSL_CLIENT_AUTH_CERT.)
-     * The request carries the names of our trusted CAs; a browser therefore
-     * offers only certificates from them: the tutorial's "only Alice's
-     * certificate is in the list". */
-    gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
-
-    /* Our own transport functions keep one deadline for the whole
-     * connection (section 4).  GnuTLS calls the wait function only when a
-     * timeout is set, so we set both to the same limit. */
-    gnutls_transport_set_ptr(s, conn);
-    gnutls_transport_set_pull_function(s, transport_pull);
-    gnutls_transport_set_vec_push_function(s, transport_push);
-    gnutls_transport_set_pull_timeout_function(s, transport_wait);
-    gnutls_handshake_set_timeout(s, (unsigned)srv->timeout_ms);
-    gnutls_record_set_timeout(s, (unsigned)srv->timeout_ms);
+    if (!srv->reject_unauthorized) {
+        gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
+    } else {
+        static gnutls_typed_vdata_st purpose = {
+            .type = GNUTLS_DT_KEY_PURPOSE_OID,
+            .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
+        };
+        gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+        gnutls_session_set_verify_cert2(s, &purpose, 1, 0);
+    }
+    use_deadline_transport(s, conn, srv->timeout_ms);
     *out = s;
     return 0;
 
@@ -368,6 +268,7 @@ fail:
     return -1;
 }
 
+/* ======================= 3. When the handshake fails: an alert ============ */
 /*
  * An alert is how TLS says "no".  When a handshake fails (a version we don't
  * speak, no cipher suite in common, a message that does not parse, a
@@ -419,21 +320,532 @@ static void tls_failure(gnutls_session_t s, struct connection *conn, const char 
         note(conn, "%s: %s", what, why);
         return;
     }
-    alert_name(gnutls_error_to_alert(err, NULL), name, sizeof name);
-    int ret = gnutls_alert_send_appropriate(s, err);
+    int ret;
+    if (err == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+        /* --reject-unauthorized, TLS 1.2, no certificate: RFC 5246 7.4.6
+         * names handshake_failure; GnuTLS's table says decode_error */
+        alert_name(GNUTLS_A_HANDSHAKE_FAILURE, name, sizeof name);
+        ret = gnutls_alert_send(s, GNUTLS_AL_FATAL, GNUTLS_A_HANDSHAKE_FAILURE);
+    } else {
+        alert_name(gnutls_error_to_alert(err, NULL), name, sizeof name);
+        ret = gnutls_alert_send_appropriate(s, err);
+    }
     if (ret < 0)
         note(conn, "%s: %s (alert %s not sent: %s)", what, why, name, gnutls_strerror(ret));
     else
         note(conn, "%s: %s (sent alert %s)", what, why, name);
 }
 
-/* ======================= 4. The transport: one deadline per connection === */
+/* ======================= 4. The certificate check ======================== */
+/*
+ * Tutorial: req.client.authorized, and req.connection.getPeerCertificate().
+ * The handshake has finished whatever the client sent (GNUTLS_CERT_REQUEST);
+ * now we look at what it was.
+ */
+
+/* What the tutorial reads from req.client and getPeerCertificate(). */
+struct identity {
+    bool presented;             /* a certificate came: the tutorial's cert.subject */
+    bool authorized;            /* req.client.authorized: it verified against our CA */
+    char *subject_cn;           /* cert.subject.CN: "Alice"; the whole DN if there is no CN */
+    char *issuer_cn;            /* cert.issuer.CN: "localhost" */
+    char *subject_dn;           /* "CN=Alice", for the log */
+    char *page_reason;          /* why not authorized, in a reader's words: the 403 page */
+    char *log_reason;           /* the same in GnuTLS's words: the log */
+};
+
+/* A copy of a GnuTLS string, in memory we free with free(). */
+static char *copy_datum(gnutls_datum_t *d)
+{
+    char *s = malloc(d->size + 1);
+    if (s) {
+        memcpy(s, d->data, d->size);
+        s[d->size] = '\0';
+    }
+    gnutls_free(d->data);
+    return s;
+}
+
+/* GnuTLS hands a name back escaped for use inside a DN string (RFC 4514:
+ * "Doe\, John"); the page shows the name itself. */
+static void unescape_dn_value(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (*s == '\\' && s[1] != '\0')
+            s++;
+        *out++ = *s;
+    }
+    *out = '\0';
+}
+
+enum dn_of { SUBJECT, ISSUER };
+
+/* The common name (CN) of the subject or issuer, whatever its length: ask
+ * for the size first, then read it.  With no CN, the whole distinguished
+ * name stands in, so the page still says who it was. */
+static char *read_common_name(gnutls_x509_crt_t crt, enum dn_of which)
+{
+    const char *cn_oid = GNUTLS_OID_X520_COMMON_NAME;
+    size_t size = 0;
+    int ret = which == SUBJECT ? gnutls_x509_crt_get_dn_by_oid(crt, cn_oid, 0, 0, NULL, &size)
+                               : gnutls_x509_crt_get_issuer_dn_by_oid(crt, cn_oid, 0, 0, NULL, &size);
+    if (ret == GNUTLS_E_SHORT_MEMORY_BUFFER) {
+        char *cn = malloc(size);
+        if (cn == NULL)
+            return NULL;
+        ret = which == SUBJECT ? gnutls_x509_crt_get_dn_by_oid(crt, cn_oid, 0, 0, cn, &size)
+                               : gnutls_x509_crt_get_issuer_dn_by_oid(crt, cn_oid, 0, 0, cn, &size);
+        if (ret == 0) {
+            unescape_dn_value(cn);
+            return cn;
+        }
+        free(cn);
+        return NULL;
+    }
+    gnutls_datum_t dn = {NULL, 0};
+    if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE &&
+        (which == SUBJECT ? gnutls_x509_crt_get_dn3(crt, &dn, 0)
+                          : gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)) == 0)
+        return copy_datum(&dn);
+    return NULL;
+}
+
+/* getPeerCertificate(): the names from the client's own certificate, the
+ * first one it sent. */
+static int read_names(gnutls_session_t s, struct identity *id)
+{
+    unsigned int count = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &count);
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t dn = {NULL, 0};
+    int ret;
+
+    if (certs == NULL || count == 0)
+        return GNUTLS_E_NO_CERTIFICATE_FOUND;
+    ret = gnutls_x509_crt_init(&crt);
+    if (ret < 0)
+        return ret;
+    ret = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+    if (ret == 0) {
+        id->subject_cn = read_common_name(crt, SUBJECT);
+        id->issuer_cn = read_common_name(crt, ISSUER);
+        ret = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+        if (ret == 0)
+            id->subject_dn = copy_datum(&dn);
+        if (!id->subject_cn || !id->issuer_cn || !id->subject_dn)
+            ret = ret < 0 ? ret : GNUTLS_E_MEMORY_ERROR;
+    }
+    gnutls_x509_crt_deinit(crt);
+    return ret;
+}
+
+/* Why a certificate was refused, in a reader's words (the 403 page says it).
+ * GnuTLS's own sentence goes to the log beside it. */
+static char *refusal_words(unsigned int status)
+{
+    static const struct {
+        unsigned int bit;
+        const char *words;
+    } reasons[] = {
+        {GNUTLS_CERT_REVOKED, "it was revoked by its issuer"},
+        {GNUTLS_CERT_EXPIRED, "it has expired"},
+        {GNUTLS_CERT_NOT_ACTIVATED, "it is not valid yet"},
+        {GNUTLS_CERT_PURPOSE_MISMATCH, "it was not made for TLS clients (wrong purpose)"},
+        {GNUTLS_CERT_SIGNER_NOT_FOUND, "its issuer is not a CA we trust (unknown issuer)"},
+        {GNUTLS_CERT_SIGNATURE_FAILURE, "its signature does not verify"},
+        {GNUTLS_CERT_INSECURE_ALGORITHM, "it is signed with an insecure algorithm"},
+    };
+    char text[400] = "";
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        if (status & reasons[i].bit)
+            snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s",
+                     text[0] ? "; " : "", reasons[i].words);
+    return strdup(text[0] ? text : "it is not trusted");
+}
+
+/*
+ * req.client.authorized.  Decide on the verification status, never on the
+ * return value alone: a certificate from an unknown issuer verifies
+ * "successfully" (0) with a status that says it is not trusted.  status
+ * starts as INVALID so that any path we did not foresee refuses.
+ *
+ * The purpose check (TLS WWW client) refuses a certificate our CA made for
+ * servers only; one without any extended key usage may serve any purpose.
+ */
+static void check_client_certificate(gnutls_session_t s, struct identity *id)
+{
+    gnutls_typed_vdata_st purpose = {
+        .type = GNUTLS_DT_KEY_PURPOSE_OID,
+        .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
+    };
+    unsigned int status = GNUTLS_CERT_INVALID;
+    gnutls_datum_t text = {NULL, 0};
+
+    memset(id, 0, sizeof *id);
+    int ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
+    if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
+        return;                                 /* no certificate at all */
+    id->presented = true;
+    id->authorized = ret == 0 && status == 0;   /* req.client.authorized */
+    if (!id->authorized)
+        id->page_reason = ret < 0 ? strdup("it could not be verified") : refusal_words(status);
+
+    if (ret < 0)
+        id->log_reason = strdup(gnutls_strerror(ret));
+    else if (status != 0 &&
+             gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0)
+        id->log_reason = copy_datum(&text);
+    for (size_t n = id->log_reason ? strlen(id->log_reason) : 0;
+         n > 0 && id->log_reason[n - 1] == ' '; n--)
+        id->log_reason[n - 1] = '\0';      /* GnuTLS ends its sentences with a space */
+
+    ret = read_names(s, id);
+    if (ret < 0 && id->authorized) {
+        /* trusted, yet unreadable: refuse rather than greet "(null)" */
+        id->authorized = false;
+        free(id->log_reason);
+        id->log_reason = strdup(gnutls_strerror(ret));
+        id->page_reason = strdup("its names could not be read");
+    }
+}
+
+static void free_identity(struct identity *id)
+{
+    free(id->subject_cn);
+    free(id->issuer_cn);
+    free(id->subject_dn);
+    free(id->page_reason);
+    free(id->log_reason);
+}
+
+/* ======================= 5. The answers ================================== */
+
+/* What the HTTP machinery (section 9) found in the request. */
+struct request {
+    const char *method;
+    size_t method_len;
+    const char *path;           /* the target without its ?query */
+    size_t path_len;
+    const char *problem;        /* why the head is malformed, for the log */
+};
+
+static bool path_is(const struct request *req, const char *path)
+{
+    return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
+}
+
+static bool method_is(const struct request *req, const char *method)
+{
+    return req->method_len == strlen(method) && memcmp(req->method, method, req->method_len) == 0;
+}
+
+/* Certificate fields are chosen by whoever made the certificate: escape them
+ * before they go into HTML, or a CN of "<script>..." runs in the browser. */
+static char *html_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += strchr("&<>\"'", *p) ? 6 : 1;
+    char *out = malloc(n + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': o = stpcpy(o, "&amp;"); break;
+        case '<': o = stpcpy(o, "&lt;"); break;
+        case '>': o = stpcpy(o, "&gt;"); break;
+        case '"': o = stpcpy(o, "&quot;"); break;
+        case '\'': o = stpcpy(o, "&#39;"); break;
+        default: *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* printf into freshly allocated memory. */
+static char *format_text(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (s) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Internal Server Error";
+    }
+}
+
+/* What the log says of the visitor.  The DN is the certificate maker's
+ * text, and GnuTLS's sentence quotes from the certificate too: both go
+ * through log_escape (section 8). */
+static void note_visitor(struct connection *conn, const struct identity *id)
+{
+    char dn[256], reason[256];
+    const char *raw_dn = id->subject_dn ? id->subject_dn : "?";
+    const char *raw_reason = id->log_reason ? id->log_reason : "?";
+
+    log_escape(dn, sizeof dn, raw_dn, strlen(raw_dn));
+    log_escape(reason, sizeof reason, raw_reason, strlen(raw_reason));
+    if (id->authorized)
+        note(conn, "admitted \"%s\"", dn);
+    else if (id->presented)
+        note(conn, "refused \"%s\": %s (%s)", dn,
+             id->page_reason ? id->page_reason : "?", reason);
+    else
+        note(conn, "no client certificate");
+}
+
+/* Tutorial: app.get('/authenticate', ...), its three answers.  Sets *status. */
+static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
+{
+    struct identity id;
+    char *page = NULL, *who = NULL, *issuer = NULL;
+
+    check_client_certificate(s, &id);
+    note_visitor(conn, &id);
+    if (id.presented) {
+        /* whoever makes a certificate chooses its names: escape them for HTML */
+        who = html_escape(id.subject_cn ? id.subject_cn : "stranger");
+        issuer = html_escape(id.issuer_cn ? id.issuer_cn : "an unknown issuer");
+        if (who == NULL || issuer == NULL)
+            goto out;
+    }
+    if (id.authorized) {                    /* if (req.client.authorized) */
+        *status = 200;
+        page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
+    } else if (id.presented) {              /* else if (cert.subject) */
+        *status = 403;
+        /* the tutorial's sentence, then why */
+        page = format_text("Sorry %s, certificates from %s are not welcome here.\n"
+                           "<p>Refused because %s.</p>",
+                           who, issuer, id.page_reason ? id.page_reason : "it is not trusted");
+    } else {
+        *status = 401;
+        page = strdup("Sorry, but you need to provide a client certificate to continue.");
+    }
+out:
+    free(who);
+    free(issuer);
+    free_identity(&id);
+    return page;
+}
+
+/* Route the request (tutorial: app.get('/') and app.get('/authenticate'))
+ * and return the page; *status says which answer it is. */
+static char *route(gnutls_session_t s, struct connection *conn,
+                   const struct request *req, int *status)
+{
+    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+        *status = 405;
+    } else if (path_is(req, "/")) {
+        *status = 200;      /* the landing page: unprotected, for everyone */
+        return strdup("<a href=\"authenticate\">Log in using client certificate</a>");
+    } else if (path_is(req, "/authenticate")) {
+        return authenticate_page(s, conn, status);
+    } else {
+        *status = 404;
+    }
+    return format_text("%d %s", *status, status_text(*status));
+}
+
+/* The answer to send: its status, its page, and whether it is for HEAD. */
+struct answer {
+    int status;
+    char *page;
+    bool head_only;
+};
+
+static int read_request_head(gnutls_session_t s, struct connection *conn,
+                             char *buf, size_t cap, const char **head, size_t *head_len);
+static int parse_request(const char *head, size_t len, struct request *req);
+
+/* What express does for the tutorial: read the request, check its form, and
+ * route it, or pick the error that says what is wrong with it.  Returns -1
+ * when there is no request to answer (the client left, or TLS failed). */
+static int answer_request(gnutls_session_t s, struct connection *conn, struct answer *ans)
+{
+    char buf[MAX_REQUEST_HEAD];
+    const char *head;
+    size_t head_len = 0;
+    struct request req;
+
+    int ret = read_request_head(s, conn, buf, sizeof buf, &head, &head_len);
+    if (ret < 0)
+        return -1;
+    ans->status = ret > 0 ? ret : parse_request(head, head_len, &req);   /* 414, 431; 400, 505 */
+    if (ans->status == 0) {
+        ans->head_only = method_is(&req, "HEAD");
+        ans->page = route(s, conn, &req, &ans->status);
+    } else {
+        if (ret == 0)
+            note(conn, "%s", req.problem);
+        ans->page = format_text("%d %s", ans->status, status_text(ans->status));
+    }
+    if (ans->page == NULL) {
+        ans->status = 500;
+        note(conn, "out of memory");
+        ans->page = format_text("500 %s", status_text(500));
+    }
+    return ans->page ? 0 : -1;
+}
+
+/* gnutls_record_send() may take a long message in several records. */
+static int send_all(gnutls_session_t s, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = gnutls_record_send(s, data, len);
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
+            continue;   /* the transport's deadline bounds these retries */
+        if (n < 0)
+            return (int)n;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Status line, headers and body in one message, so that they leave in one
+ * TLS record.  HEAD gets the same headers and no body. */
+static int send_response(gnutls_session_t s, struct connection *conn, int status,
+                         const char *body, bool head_only)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+
+    /* Cache-Control: the page depends on the certificate, so no cache may
+     * hand Alice's greeting to the next visitor. */
+    char *msg = format_text("HTTP/1.1 %d %s\r\n"
+                            "Date: %s\r\n"
+                            "Content-Type: text/html; charset=utf-8\r\n"
+                            "Content-Length: %zu\r\n"
+                            "Cache-Control: no-store\r\n"
+                            "%s"
+                            "Connection: close\r\n"
+                            "\r\n"
+                            "%s\n",
+                            status, status_text(status), date, strlen(body) + 1,
+                            status == 405 ? "Allow: GET, HEAD\r\n" : "",
+                            head_only ? "" : body);
+    if (msg == NULL)
+        return GNUTLS_E_MEMORY_ERROR;
+    size_t len = strlen(msg) - (head_only ? 1 : 0);    /* HEAD: not even the newline */
+    int ret = send_all(s, msg, len);
+    free(msg);
+    if (ret == 0)
+        conn->status = status;
+    return ret;
+}
+
+/* ======================= 6. One connection, start to end ================= */
+
+static void set_deadline(struct connection *conn, int timeout_ms);
+static void linger_close(struct connection *conn);
+static void log_connection(const struct connection *conn);
+
+/* Handshake, read the request, answer it, close.  Every failure ends this
+ * connection only; it is logged and the accept loop goes on. */
+static void serve_connection(const struct server *srv, int fd, const char *peer)
+{
+    struct connection conn = {.fd = fd};
+    struct answer ans = {0};
+    gnutls_session_t s = NULL;
+    int ret;
+
+    snprintf(conn.peer, sizeof conn.peer, "%s", peer);
+    set_deadline(&conn, srv->timeout_ms);
+    if (start_session(srv, &conn, &s) < 0)
+        goto out;
+
+    /* The TLS handshake: the client's certificate, if any, arrives here. */
+    do {
+        ret = gnutls_handshake(s);
+    } while (ret < 0 && !gnutls_error_is_fatal(ret) && !stop_requested);
+    if (ret == GNUTLS_E_PREMATURE_TERMINATION) {
+        /* Not a failure: browsers open spare connections ahead of need and
+         * close the ones they don't use, some before a word, some after
+         * their ClientHello.  GnuTLS calls it "non-properly terminated". */
+        note(&conn, conn.bytes_in == 0 ? "closed before a handshake began"
+                                       : "the client left during the handshake");
+        goto out;
+    }
+    if (ret < 0) {
+        tls_failure(s, &conn, "handshake failed", gnutls_strerror(ret), ret);
+        goto out;
+    }
+    conn.tls_version = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
+
+    /* The request, the certificate check, the page: sections 4 and 5. */
+    if (answer_request(s, &conn, &ans) < 0)
+        goto out;
+    ret = send_response(s, &conn, ans.status, ans.page, ans.head_only);   /* res.send */
+    if (ret < 0) {
+        tls_failure(s, &conn, "sending the answer failed", gnutls_strerror(ret), ret);
+        goto out;
+    }
+    /* close_notify tells the client the answer is complete; SHUT_WR does not
+     * wait for the client's own, since we close anyway. */
+    ret = gnutls_bye(s, GNUTLS_SHUT_WR);
+    if (ret < 0)
+        note(&conn, "close_notify: %s", gnutls_strerror(ret));
+out:
+    /* after an answer or an alert: let the client read it before we close */
+    linger_close(&conn);
+    if (conn.status == 0 && stop_requested)
+        note(&conn, "dropped: the server is stopping");
+    log_connection(&conn);
+    free(ans.page);
+    if (s)
+        gnutls_deinit(s);
+}
+
+/* ========================================================================== */
+/*       THE MACHINERY: what a real server needs that the tutorial's          */
+/*       express and Node did for it.  Skip it on a first reading.            */
+/* ========================================================================== */
+
+/* ======================= 7. Deadlines: the transport ===================== */
 /*
  * GnuTLS's own timeouts restart whenever a byte arrives, so a client that
  * dribbles one byte a second could hold this one-at-a-time server for
- * minutes.  These three functions move the bytes for GnuTLS and never wait
- * past the connection's deadline, whether reading or writing.
+ * minutes.  These functions move the bytes for GnuTLS and never wait past
+ * the connection's deadline, whether reading or writing.
+ *
+ * SIGINT and SIGTERM set stop_requested.  They are blocked except while we
+ * wait in ppoll(), which lets them through (wait_mask) and returns EINTR: a
+ * signal that comes between a look at stop_requested and the wait is not
+ * lost, it ends the wait at once.
  */
+
+static sigset_t wait_mask;
+
+static void set_deadline(struct connection *conn, int timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, &conn->deadline);
+    conn->deadline.tv_sec += timeout_ms / 1000;
+}
 
 static long ms_left(const struct connection *conn)
 {
@@ -477,7 +889,10 @@ static int transport_wait(gnutls_transport_ptr_t ptr, unsigned int ms)
 static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size)
 {
     struct connection *conn = ptr;
-    return recv(conn->fd, buf, size, 0);
+    ssize_t n = recv(conn->fd, buf, size, 0);
+    if (n > 0)
+        conn->bytes_in += (unsigned long)n;
+    return n;
 }
 
 /* GnuTLS hands over a whole flight of records at once (in TLS 1.3, seven
@@ -503,6 +918,19 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, i
     }
 }
 
+/* Our transport functions keep one deadline for the whole connection.
+ * GnuTLS calls the wait function only when a timeout is set, so we set both
+ * to the same limit. */
+static void use_deadline_transport(gnutls_session_t s, struct connection *conn, int timeout_ms)
+{
+    gnutls_transport_set_ptr(s, conn);
+    gnutls_transport_set_pull_function(s, transport_pull);
+    gnutls_transport_set_vec_push_function(s, transport_push);
+    gnutls_transport_set_pull_timeout_function(s, transport_wait);
+    gnutls_handshake_set_timeout(s, (unsigned)timeout_ms);
+    gnutls_record_set_timeout(s, (unsigned)timeout_ms);
+}
+
 /* Lingering close (RFC 9112 9.6).  If a client sent more than we read (a
  * request head over the limit, a body, a second request), closing at once
  * makes the kernel answer those unread bytes with a reset, and a reset can
@@ -518,145 +946,131 @@ static void linger_close(struct connection *conn)
         continue;
 }
 
-/* ======================= 5. The accept loop ============================== */
+/* ======================= 8. The log: one line per connection ============= */
 /*
- * Tutorial: https.createServer(opts, app).listen(9999).  Like Node, we
- * listen on every address, IPv6 and IPv4 on one socket where the system has
- * IPv6.  One client at a time: simple to read, and the deadline above keeps
- * one slow client from holding everyone else for long.
+ * The log is this server's record of who got in, so nothing a client sends
+ * may change its shape.  A certificate's CN is whatever its maker typed:
+ * "Nobody\n9.9.9.9 ... 200 admitted" would otherwise write a second line
+ * that reads like Alice getting in.  Every piece of text that a client or a
+ * certificate chose goes through log_escape on its way into the log, so
+ * that one connection is always exactly one line.
  */
 
-static void on_stop_signal(int sig)
+/* Bytes of a well-formed UTF-8 character at s (at most n), or 0 if the
+ * bytes there are not one (overlong, a surrogate, past U+10FFFF, cut). */
+static size_t utf8_length(const unsigned char *s, size_t n)
 {
-    (void)sig;
-    stop_requested = 1;
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (len == 0 || s[0] > 0xf4 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    unsigned cp = s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++)
+        cp = cp << 6 | (s[i] & 0x3f);
+    static const unsigned smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < smallest[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
 }
 
-static int install_signal_handlers(void)
+/* Characters that are valid UTF-8 yet rearrange or break what a terminal or
+ * a log viewer shows: C1 controls, line and paragraph separators, and the
+ * bidirectional overrides ("Trojan Source") that make text read backwards. */
+static bool deceptive(const unsigned char *s, size_t len)
 {
-    struct sigaction sa;
-    sigset_t stop_signals;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask) < 0 ||
-        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
-        fprintf(stderr, "server: signals: %s\n", strerror(errno));
-        return -1;
-    }
-    sigdelset(&wait_mask, SIGINT);
-    sigdelset(&wait_mask, SIGTERM);
-    return 0;
+    if (len == 2)
+        return s[0] == 0xc2 && s[1] < 0xa0;                 /* U+0080-U+009F */
+    if (len == 3 && s[0] == 0xe2 && s[1] == 0x80)
+        return s[2] == 0x8e || s[2] == 0x8f ||              /* U+200E, U+200F */
+               (s[2] >= 0xa8 && s[2] <= 0xae);              /* U+2028-U+202E */
+    if (len == 3 && s[0] == 0xe2 && s[1] == 0x81)
+        return s[2] >= 0xa6 && s[2] <= 0xa9;                /* U+2066-U+2069 */
+    return len == 2 && s[0] == 0xd8 && s[1] == 0x9c;        /* U+061C */
 }
 
-static int open_listener(int port, int *bound_port)
+/* Copy client-chosen text into out (cap bytes, NUL-terminated) so that it
+ * shows as itself and nothing more: control bytes, the log's quote, the
+ * backslash and anything that is not plain UTF-8 come out as \xNN, \" and
+ * \\.  Readable names stay readable ("Zoë").  Text that does not fit is cut
+ * between two characters and ends with "...". */
+static void log_escape(char *out, size_t cap, const char *text, size_t len)
 {
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in v4;
-        struct sockaddr_in6 v6;
-    } addr;
-    socklen_t len;
-    int one = 1, zero = 0;
-
-    memset(&addr, 0, sizeof addr);
-    int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    if (fd >= 0) {
-        addr.v6.sin6_family = AF_INET6;
-        addr.v6.sin6_addr = in6addr_any;
-        addr.v6.sin6_port = htons((unsigned short)port);
-        len = sizeof addr.v6;
-        /* accept IPv4 clients too, as ::ffff:a.b.c.d */
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    } else if (errno == EAFNOSUPPORT) {
-        fd = socket(AF_INET, SOCK_STREAM, 0);
-        addr.v4.sin_family = AF_INET;
-        addr.v4.sin_addr.s_addr = htonl(INADDR_ANY);
-        addr.v4.sin_port = htons((unsigned short)port);
-        len = sizeof addr.v4;
-    }
-    if (fd < 0) {
-        fprintf(stderr, "server: socket: %s\n", strerror(errno));
-        return -1;
-    }
-    /* restart at once after a stop, without waiting out TIME_WAIT */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || bind(fd, &addr.sa, len) < 0 || listen(fd, 16) < 0 ||
-        getsockname(fd, &addr.sa, &len) < 0) {
-        fprintf(stderr, "server: cannot listen on port %d: %s\n", port, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    *bound_port = ntohs(addr.sa.sa_family == AF_INET6 ? addr.v6.sin6_port : addr.v4.sin_port);
-    return fd;
-}
-
-/* The client's address as text for the log, without reverse DNS (slow,
- * and a name the client's DNS chooses is not evidence of anything). */
-static void describe_peer(const struct sockaddr_storage *peer, socklen_t len,
-                          char *out, size_t size)
-{
-    if (getnameinfo((const struct sockaddr *)peer, len, out, (socklen_t)size,
-                    NULL, 0, NI_NUMERICHOST) != 0)
-        snprintf(out, size, "?");
-    else if (strncmp(out, "::ffff:", 7) == 0 && strchr(out, '.'))
-        memmove(out, out + 7, strlen(out + 7) + 1);     /* IPv4 as IPv4 */
-}
-
-static void serve_connection(const struct server *srv, int fd, const char *peer);
-
-static void accept_loop(const struct server *srv)
-{
-    while (!stop_requested) {
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof peer;
-        char peer_text[INET6_ADDRSTRLEN];
-
-        /* wait for a client, or a stop signal */
-        struct pollfd p = {.fd = srv->listen_fd, .events = POLLIN};
-        if (ppoll(&p, 1, NULL, &wait_mask) < 0) {
-            if (errno != EINTR) {   /* EINTR: the loop's test sees stop_requested */
-                fprintf(stderr, "server: waiting for clients: %s\n", strerror(errno));
-                nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
-            }
-            continue;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        char piece[20];
+        size_t n = 1, plen;
+        if (s[i] == '"' || s[i] == '\\') {
+            piece[0] = '\\', piece[1] = (char)s[i], plen = 2;
+        } else if (s[i] >= 0x20 && s[i] < 0x7f) {
+            piece[0] = (char)s[i], plen = 1;
+        } else if ((n = utf8_length(s + i, len - i)) > 0 && !deceptive(s + i, n)) {
+            memcpy(piece, s + i, n), plen = n;
+        } else {
+            n = n > 0 ? n : 1;                      /* each byte of it as \xNN */
+            plen = 0;
+            for (size_t k = 0; k < n; k++)
+                plen += (size_t)snprintf(piece + plen, sizeof piece - plen, "\\x%02x", s[i + k]);
         }
-        /* the listener does not block: a client that left between ppoll
-         * and accept gives EAGAIN instead of a wait for the next one */
-        int fd = accept(srv->listen_fd, (struct sockaddr *)&peer, &len);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
-                /* out of descriptors or memory: say so, and pause rather
-                 * than spin on an error that will not go away at once */
-                fprintf(stderr, "server: accept: %s\n", strerror(errno));
-                nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
-            }
-            continue;
+        if (o + plen + 4 > cap) {                   /* room for "..." and the NUL */
+            if (o + 3 < cap)
+                memcpy(out + o, "...", 3), o += 3;
+            break;
         }
-        describe_peer(&peer, len, peer_text, sizeof peer_text);
-        serve_connection(srv, fd, peer_text);
-        close(fd);
+        memcpy(out + o, piece, plen);
+        o += plen;
+        i += n;
     }
+    if (cap > 0)
+        out[o < cap ? o : cap - 1] = '\0';
 }
 
-/* ======================= 6. The request ================================== */
+/* Add to what the log line says about this connection ("; " between notes).
+ * The format is ours; client-chosen text must reach it through log_escape. */
+static void note(struct connection *conn, const char *format, ...)
+{
+    size_t used = strlen(conn->note);
+    if (used > 0 && used + 2 < sizeof conn->note)
+        used += (size_t)snprintf(conn->note + used, sizeof conn->note - used, "; ");
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(conn->note + used, sizeof conn->note - used, format, ap);
+    va_end(ap);
+}
+
+/* The connection's log line: address, TLS version, request line, status,
+ * and the notes.  Returns its length, newline included. */
+static size_t format_log_line(const struct connection *conn, char *line, size_t cap)
+{
+    char status[8] = "-";
+    if (conn->status)
+        snprintf(status, sizeof status, "%d", conn->status);
+    int n = snprintf(line, cap, "%s %s \"%s\" %s%s%s", conn->peer,
+                     conn->tls_version ? conn->tls_version : "-", conn->request_line,
+                     status, conn->note[0] ? " " : "", conn->note);
+    size_t len = n < 0 ? 0 : (size_t)n < cap - 1 ? (size_t)n : cap - 2;
+    line[len++] = '\n';
+    line[len] = '\0';
+    return len;
+}
+
+/* One write() per line, so that lines never mix, whoever else writes. */
+static void log_connection(const struct connection *conn)
+{
+    char line[1024];
+    size_t len = format_log_line(conn, line, sizeof line);
+    if (write(STDERR_FILENO, line, len) < 0)
+        return;     /* nowhere left to say it */
+}
+
+/* ======================= 9. HTTP: the request, by hand =================== */
 /*
  * A minimal HTTP/1.1 server side (RFC 9112): read the request head (request
- * line and header fields, up to an empty line), check its form, route on
- * method and path.  We never read a body: every answer closes the connection.
+ * line and header fields, up to an empty line), check its form, find method
+ * and path.  We never read a body: every answer closes the connection.
  */
-
-struct request {
-    const char *method;
-    size_t method_len;
-    const char *path;           /* the target without its ?query */
-    size_t path_len;
-    const char *problem;        /* why the head is malformed, for the log */
-};
 
 /* RFC 9112 2.2: a server SHOULD ignore at least one empty line before the
  * request line; we ignore any number (they still count against the 8 KiB
@@ -913,560 +1327,256 @@ static int parse_request(const char *head, size_t len, struct request *req)
     return 0;
 }
 
-static bool path_is(const struct request *req, const char *path)
-{
-    return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
-}
-
-static bool method_is(const struct request *req, const char *method)
-{
-    return req->method_len == strlen(method) && memcmp(req->method, method, req->method_len) == 0;
-}
-
-/* ======================= 7. The certificate check ======================== */
+/* ======================= 10. The listener and the accept loop ============ */
 /*
- * Tutorial: req.client.authorized, and req.connection.getPeerCertificate().
- * The handshake has finished whatever the client sent (GNUTLS_CERT_REQUEST);
- * now we look at what it was.
+ * Tutorial: https.createServer(opts, app).listen(9999).  Like Node, we
+ * listen on every address, IPv6 and IPv4 on one socket where the system has
+ * IPv6.  One client at a time: simple to read, and the deadline (section 7)
+ * keeps one slow client from holding everyone else for long.
  */
 
-enum verdict { NO_CERTIFICATE, NOT_TRUSTED, TRUSTED };
-
-struct identity {
-    enum verdict verdict;
-    char *subject_cn;           /* "Alice"; the whole DN if there is no CN */
-    char *issuer_cn;            /* "localhost" */
-    char *subject_dn;           /* "CN=Alice", for the log */
-    char *why;                  /* why not trusted, in a reader's words */
-    char *reason;               /* the same in GnuTLS's words, for the log */
-};
-
-typedef int (*dn_by_oid_fn)(gnutls_x509_crt_t, const char *, unsigned, unsigned,
-                            void *, size_t *);
-typedef int (*dn3_fn)(gnutls_x509_crt_t, gnutls_datum_t *, unsigned);
-
-/* A copy of a GnuTLS string, in memory we free with free(). */
-static char *copy_datum(gnutls_datum_t *d)
+static void on_stop_signal(int sig)
 {
-    char *s = malloc(d->size + 1);
-    if (s) {
-        memcpy(s, d->data, d->size);
-        s[d->size] = '\0';
-    }
-    gnutls_free(d->data);
-    return s;
+    (void)sig;
+    stop_requested = 1;
 }
 
-/* GnuTLS hands a name back escaped for use inside a DN string (RFC 4514:
- * "Doe\, John"); the page shows the name itself. */
-static void unescape_dn_value(char *s)
+static int install_signal_handlers(void)
 {
-    char *out = s;
-    for (; *s; s++) {
-        if (*s == '\\' && s[1] != '\0')
-            s++;
-        *out++ = *s;
+    struct sigaction sa;
+    sigset_t stop_signals;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask) < 0 ||
+        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
+        fprintf(stderr, "server: signals: %s\n", strerror(errno));
+        return -1;
     }
-    *out = '\0';
-}
-
-/* The common name (CN) of the subject or issuer, whatever its length: ask
- * for the size first, then read it.  With no CN, the whole distinguished
- * name stands in, so the page still says who it was. */
-static char *read_common_name(gnutls_x509_crt_t crt, dn_by_oid_fn get_by_oid, dn3_fn get_dn)
-{
-    size_t size = 0;
-    int ret = get_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, NULL, &size);
-    if (ret == GNUTLS_E_SHORT_MEMORY_BUFFER) {
-        char *cn = malloc(size);
-        if (cn && get_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &size) == 0) {
-            unescape_dn_value(cn);
-            return cn;
-        }
-        free(cn);
-        return NULL;
-    }
-    gnutls_datum_t dn = {NULL, 0};
-    if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE && get_dn(crt, &dn, 0) == 0)
-        return copy_datum(&dn);
-    return NULL;
-}
-
-/* Read the names from the client's own certificate, the first one sent. */
-static int read_names(gnutls_session_t s, struct identity *id)
-{
-    unsigned int count = 0;
-    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &count);
-    gnutls_x509_crt_t crt;
-    gnutls_datum_t dn = {NULL, 0};
-    int ret;
-
-    if (certs == NULL || count == 0)
-        return GNUTLS_E_NO_CERTIFICATE_FOUND;
-    ret = gnutls_x509_crt_init(&crt);
-    if (ret < 0)
-        return ret;
-    ret = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
-    if (ret == 0) {
-        id->subject_cn = read_common_name(crt, gnutls_x509_crt_get_dn_by_oid,
-                                          gnutls_x509_crt_get_dn3);
-        id->issuer_cn = read_common_name(crt, gnutls_x509_crt_get_issuer_dn_by_oid,
-                                         gnutls_x509_crt_get_issuer_dn3);
-        ret = gnutls_x509_crt_get_dn3(crt, &dn, 0);
-        if (ret == 0)
-            id->subject_dn = copy_datum(&dn);
-        if (!id->subject_cn || !id->issuer_cn || !id->subject_dn)
-            ret = ret < 0 ? ret : GNUTLS_E_MEMORY_ERROR;
-    }
-    gnutls_x509_crt_deinit(crt);
-    return ret;
-}
-
-/* Why a certificate was refused, in a reader's words (the 403 page says it).
- * GnuTLS's own sentence goes to the log beside it. */
-static char *refusal_words(unsigned int status)
-{
-    static const struct {
-        unsigned int bit;
-        const char *words;
-    } reasons[] = {
-        {GNUTLS_CERT_REVOKED, "it was revoked by its issuer"},
-        {GNUTLS_CERT_EXPIRED, "it has expired"},
-        {GNUTLS_CERT_NOT_ACTIVATED, "it is not valid yet"},
-        {GNUTLS_CERT_PURPOSE_MISMATCH, "it was not made for TLS clients (wrong purpose)"},
-        {GNUTLS_CERT_SIGNER_NOT_FOUND, "its issuer is not a CA we trust (unknown issuer)"},
-        {GNUTLS_CERT_SIGNATURE_FAILURE, "its signature does not verify"},
-        {GNUTLS_CERT_INSECURE_ALGORITHM, "it is signed with an insecure algorithm"},
-    };
-    char text[400] = "";
-    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-        if (status & reasons[i].bit)
-            snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s",
-                     text[0] ? "; " : "", reasons[i].words);
-    return strdup(text[0] ? text : "it is not trusted");
-}
-
-/*
- * Decide on the verification status, never on the return value alone: a
- * certificate from an unknown issuer verifies "successfully" (0) with a
- * status that says it is not trusted.  status starts as INVALID so that any
- * path we did not foresee refuses.
- *
- * The purpose check (TLS WWW client) refuses a certificate our CA made for
- * servers only; one without any extended key usage may serve any purpose.
- */
-static void check_client_certificate(gnutls_session_t s, struct identity *id)
-{
-    gnutls_typed_vdata_st purpose = {
-        .type = GNUTLS_DT_KEY_PURPOSE_OID,
-        .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
-    };
-    unsigned int status = GNUTLS_CERT_INVALID;
-    gnutls_datum_t text = {NULL, 0};
-
-    memset(id, 0, sizeof *id);
-    int ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
-    if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND) {
-        id->verdict = NO_CERTIFICATE;
-        return;
-    }
-    id->verdict = (ret == 0 && status == 0) ? TRUSTED : NOT_TRUSTED;
-    if (id->verdict == NOT_TRUSTED)
-        id->why = ret < 0 ? strdup("it could not be verified") : refusal_words(status);
-
-    if (ret < 0)
-        id->reason = strdup(gnutls_strerror(ret));
-    else if (status != 0 &&
-             gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0)
-        id->reason = copy_datum(&text);
-    for (size_t n = id->reason ? strlen(id->reason) : 0; n > 0 && id->reason[n - 1] == ' '; n--)
-        id->reason[n - 1] = '\0';      /* GnuTLS ends its sentences with a space */
-
-    ret = read_names(s, id);
-    if (ret < 0 && id->verdict == TRUSTED) {
-        /* trusted, yet unreadable: refuse rather than greet "(null)" */
-        id->verdict = NOT_TRUSTED;
-        free(id->reason);
-        id->reason = strdup(gnutls_strerror(ret));
-        id->why = strdup("its names could not be read");
-    }
-}
-
-static void free_identity(struct identity *id)
-{
-    free(id->subject_cn);
-    free(id->issuer_cn);
-    free(id->subject_dn);
-    free(id->why);
-    free(id->reason);
-}
-
-/* ======================= 8. The answer =================================== */
-
-/* Certificate fields are chosen by whoever made the certificate: escape them
- * before they go into HTML, or a CN of "<script>..." runs in the browser. */
-static char *html_escape(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; *p; p++)
-        n += strchr("&<>\"'", *p) ? 6 : 1;
-    char *out = malloc(n + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': o = stpcpy(o, "&amp;"); break;
-        case '<': o = stpcpy(o, "&lt;"); break;
-        case '>': o = stpcpy(o, "&gt;"); break;
-        case '"': o = stpcpy(o, "&quot;"); break;
-        case '\'': o = stpcpy(o, "&#39;"); break;
-        default: *o++ = *s;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-/* printf into freshly allocated memory. */
-static char *format_text(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = n < 0 ? NULL : malloc((size_t)n + 1);
-    if (s) {
-        va_start(ap, fmt);
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Internal Server Error";
-    }
-}
-
-/* What the log says of the visitor.  The DN is the certificate maker's
- * text, and GnuTLS's sentence quotes from the certificate too: both go
- * through log_escape. */
-static void note_verdict(struct connection *conn, const struct identity *id)
-{
-    char dn[256], reason[256];
-    const char *raw_dn = id->subject_dn ? id->subject_dn : "?";
-    const char *raw_reason = id->reason ? id->reason : "?";
-
-    log_escape(dn, sizeof dn, raw_dn, strlen(raw_dn));
-    log_escape(reason, sizeof reason, raw_reason, strlen(raw_reason));
-    if (id->verdict == NO_CERTIFICATE)
-        note(conn, "no client certificate");
-    else if (id->verdict == TRUSTED)
-        note(conn, "admitted \"%s\"", dn);
-    else
-        note(conn, "refused \"%s\": %s (%s)", dn, id->why ? id->why : "?", reason);
-}
-
-/* The tutorial's three answers for /authenticate.  Sets *status. */
-static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
-{
-    struct identity id;
-    char *page = NULL, *who = NULL, *issuer = NULL;
-
-    check_client_certificate(s, &id);
-    note_verdict(conn, &id);
-    if (id.verdict == NO_CERTIFICATE) {
-        *status = 401;
-        page = strdup("Sorry, but you need to provide a client certificate to continue.");
-        goto out;
-    }
-    who = html_escape(id.subject_cn ? id.subject_cn : "stranger");
-    issuer = html_escape(id.issuer_cn ? id.issuer_cn : "an unknown issuer");
-    if (who && issuer && id.verdict == TRUSTED) {
-        *status = 200;
-        page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
-    } else if (who && issuer) {
-        *status = 403;
-        /* the tutorial's sentence, then why */
-        page = format_text("Sorry %s, certificates from %s are not welcome here.\n"
-                           "<p>Refused because %s.</p>",
-                           who, issuer, id.why ? id.why : "it is not trusted");
-    }
-out:
-    free(who);
-    free(issuer);
-    free_identity(&id);
-    return page;
-}
-
-/* Route the request (tutorial: app.get('/') and app.get('/authenticate'))
- * and return the page; *status says which answer it is. */
-static char *route(gnutls_session_t s, struct connection *conn,
-                   const struct request *req, int *status)
-{
-    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-        *status = 405;
-    } else if (path_is(req, "/")) {
-        *status = 200;      /* the landing page: unprotected, for everyone */
-        return strdup("<a href=\"authenticate\">Log in using client certificate</a>");
-    } else if (path_is(req, "/authenticate")) {
-        return authenticate_page(s, conn, status);
-    } else {
-        *status = 404;
-    }
-    return format_text("%d %s", *status, status_text(*status));
-}
-
-/* gnutls_record_send() may take a long message in several records. */
-static int send_all(gnutls_session_t s, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = gnutls_record_send(s, data, len);
-        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
-            continue;   /* the transport's deadline bounds these retries */
-        if (n < 0)
-            return (int)n;
-        data += n;
-        len -= (size_t)n;
-    }
+    sigdelset(&wait_mask, SIGINT);
+    sigdelset(&wait_mask, SIGTERM);
     return 0;
 }
 
-/* Status line, headers and body in one message, so that they leave in one
- * TLS record.  HEAD gets the same headers and no body. */
-static int send_response(gnutls_session_t s, struct connection *conn, int status,
-                         const char *body, bool head_only)
+static int open_listener(int port, int *bound_port)
 {
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } addr;
+    socklen_t len;
+    int one = 1, zero = 0;
 
-    /* Cache-Control: the page depends on the certificate, so no cache may
-     * hand Alice's greeting to the next visitor. */
-    char *msg = format_text("HTTP/1.1 %d %s\r\n"
-                            "Date: %s\r\n"
-                            "Content-Type: text/html; charset=utf-8\r\n"
-                            "Content-Length: %zu\r\n"
-                            "Cache-Control: no-store\r\n"
-                            "%s"
-                            "Connection: close\r\n"
-                            "\r\n"
-                            "%s\n",
-                            status, status_text(status), date, strlen(body) + 1,
-                            status == 405 ? "Allow: GET, HEAD\r\n" : "",
-                            head_only ? "" : body);
-    if (msg == NULL)
-        return GNUTLS_E_MEMORY_ERROR;
-    size_t len = strlen(msg) - (head_only ? 1 : 0);    /* HEAD: not even the newline */
-    int ret = send_all(s, msg, len);
-    free(msg);
-    if (ret == 0)
-        conn->status = status;
-    return ret;
+    memset(&addr, 0, sizeof addr);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd >= 0) {
+        addr.v6.sin6_family = AF_INET6;
+        addr.v6.sin6_addr = in6addr_any;
+        addr.v6.sin6_port = htons((unsigned short)port);
+        len = sizeof addr.v6;
+        /* accept IPv4 clients too, as ::ffff:a.b.c.d */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    } else if (errno == EAFNOSUPPORT) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        addr.v4.sin_family = AF_INET;
+        addr.v4.sin_addr.s_addr = htonl(INADDR_ANY);
+        addr.v4.sin_port = htons((unsigned short)port);
+        len = sizeof addr.v4;
+    }
+    if (fd < 0) {
+        fprintf(stderr, "server: socket: %s\n", strerror(errno));
+        return -1;
+    }
+    /* restart at once after a stop, without waiting out TIME_WAIT */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || bind(fd, &addr.sa, len) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, &addr.sa, &len) < 0) {
+        fprintf(stderr, "server: cannot listen on port %d: %s\n", port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    *bound_port = ntohs(addr.sa.sa_family == AF_INET6 ? addr.v6.sin6_port : addr.v4.sin_port);
+    return fd;
 }
 
-/* ======================= 9. One connection; main() ======================= */
-
-/*
- * The log is this server's record of who got in, so nothing a client sends
- * may change its shape.  A certificate's CN is whatever its maker typed:
- * "Nobody\n9.9.9.9 ... 200 admitted" would otherwise write a second line
- * that reads like Alice getting in.  Every piece of text that a client or a
- * certificate chose goes through log_escape on its way into the log, so
- * that one connection is always exactly one line.
- */
-
-/* Bytes of a well-formed UTF-8 character at s (at most n), or 0 if the
- * bytes there are not one (overlong, a surrogate, past U+10FFFF, cut). */
-static size_t utf8_length(const unsigned char *s, size_t n)
+/* The client's address as text for the log, without reverse DNS (slow,
+ * and a name the client's DNS chooses is not evidence of anything). */
+static void describe_peer(const struct sockaddr_storage *peer, socklen_t len,
+                          char *out, size_t size)
 {
-    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (len == 0 || s[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    unsigned cp = s[0] & (0x7f >> len);
-    for (size_t i = 1; i < len; i++)
-        cp = cp << 6 | (s[i] & 0x3f);
-    static const unsigned smallest[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < smallest[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
+    if (getnameinfo((const struct sockaddr *)peer, len, out, (socklen_t)size,
+                    NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(out, size, "?");
+    else if (strncmp(out, "::ffff:", 7) == 0 && strchr(out, '.'))
+        memmove(out, out + 7, strlen(out + 7) + 1);     /* IPv4 as IPv4 */
 }
 
-/* Characters that are valid UTF-8 yet rearrange or break what a terminal or
- * a log viewer shows: C1 controls, line and paragraph separators, and the
- * bidirectional overrides ("Trojan Source") that make text read backwards. */
-static bool deceptive(const unsigned char *s, size_t len)
+static void accept_loop(const struct server *srv)
 {
-    if (len == 2)
-        return s[0] == 0xc2 && s[1] < 0xa0;                 /* U+0080-U+009F */
-    if (len == 3 && s[0] == 0xe2 && s[1] == 0x80)
-        return s[2] == 0x8e || s[2] == 0x8f ||              /* U+200E, U+200F */
-               (s[2] >= 0xa8 && s[2] <= 0xae);              /* U+2028-U+202E */
-    if (len == 3 && s[0] == 0xe2 && s[1] == 0x81)
-        return s[2] >= 0xa6 && s[2] <= 0xa9;                /* U+2066-U+2069 */
-    return len == 2 && s[0] == 0xd8 && s[1] == 0x9c;        /* U+061C */
-}
+    while (!stop_requested) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        char peer_text[INET6_ADDRSTRLEN];
 
-/* Copy client-chosen text into out (cap bytes, NUL-terminated) so that it
- * shows as itself and nothing more: control bytes, the log's quote, the
- * backslash and anything that is not plain UTF-8 come out as \xNN, \" and
- * \\.  Readable names stay readable ("Zoë").  Text that does not fit is cut
- * between two characters and ends with "...". */
-static void log_escape(char *out, size_t cap, const char *text, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        char piece[20];
-        size_t n = 1, plen;
-        if (s[i] == '"' || s[i] == '\\') {
-            piece[0] = '\\', piece[1] = (char)s[i], plen = 2;
-        } else if (s[i] >= 0x20 && s[i] < 0x7f) {
-            piece[0] = (char)s[i], plen = 1;
-        } else if ((n = utf8_length(s + i, len - i)) > 0 && !deceptive(s + i, n)) {
-            memcpy(piece, s + i, n), plen = n;
-        } else {
-            n = n > 0 ? n : 1;                      /* each byte of it as \xNN */
-            plen = 0;
-            for (size_t k = 0; k < n; k++)
-                plen += (size_t)snprintf(piece + plen, sizeof piece - plen, "\\x%02x", s[i + k]);
+        /* wait for a client, or a stop signal */
+        struct pollfd p = {.fd = srv->listen_fd, .events = POLLIN};
+        if (ppoll(&p, 1, NULL, &wait_mask) < 0) {
+            if (errno != EINTR) {   /* EINTR: the loop's test sees stop_requested */
+                fprintf(stderr, "server: waiting for clients: %s\n", strerror(errno));
+                nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
+            }
+            continue;
         }
-        if (o + plen + 4 > cap) {                   /* room for "..." and the NUL */
-            if (o + 3 < cap)
-                memcpy(out + o, "...", 3), o += 3;
+        /* the listener does not block: a client that left between ppoll
+         * and accept gives EAGAIN instead of a wait for the next one */
+        int fd = accept(srv->listen_fd, (struct sockaddr *)&peer, &len);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
+                /* out of descriptors or memory: say so, and pause rather
+                 * than spin on an error that will not go away at once */
+                fprintf(stderr, "server: accept: %s\n", strerror(errno));
+                nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
+            }
+            continue;
+        }
+        describe_peer(&peer, len, peer_text, sizeof peer_text);
+        serve_connection(srv, fd, peer_text);
+        close(fd);
+    }
+}
+
+/* ======================= 11. The command line ============================ */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: ./server [--port N] [--certs DIR] [--key FILE] [--cert FILE]\n"
+        "                [--ca FILE] [--crl FILE] [--timeout SECONDS] [--reject-unauthorized]\n"
+        "  --port N           listen on port N (default %d; 0 = any free port)\n"
+        "  --certs DIR        folder with the tutorial's files (default %s/):\n"
+        "                     server_key.pem, server_cert.pem; the CA is server_cert.pem\n"
+        "  --key FILE         the server's private key      (default DIR/localhost_key.pem\n"
+        "                     if DIR/localhost_cert.pem exists, else DIR/server_key.pem)\n"
+        "  --cert FILE        the server's certificate      (default DIR/localhost_cert.pem\n"
+        "                     if it exists, else DIR/server_cert.pem)\n"
+        "  --ca FILE          CA certificates to trust      (default DIR/server_cert.pem)\n"
+        "  --crl FILE         revoked certificates (default DIR/crl.pem, if it exists)\n"
+        "  --timeout SECONDS  longest time one connection may take (default %d)\n"
+        "  --reject-unauthorized\n"
+        "                     the tutorial's rejectUnauthorized: true: refuse a client\n"
+        "                     without a trusted certificate inside the TLS handshake,\n"
+        "                     with an alert and no page\n"
+        "  --help             show this help\n",
+        DEFAULT_PORT, DEFAULT_CERTS_DIR, DEFAULT_TIMEOUT_S);
+}
+
+/* The value of a numeric flag: a whole decimal number in [min, max], or -1
+ * after an error message that names the flag. */
+static long parse_number(const char *flag, const char *text, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "server: %s wants a number from %ld to %ld, not '%s'\n",
+                flag, min, max, text);
+        return -1;
+    }
+    return n;
+}
+
+static int join_path(char *out, const char *dir, const char *name)
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
+    return (n < 0 || n >= PATH_MAX) ? -1 : 0;
+}
+
+static int copy_path(char *out, const char *path)
+{
+    int n = snprintf(out, PATH_MAX, "%s", path);
+    return (n < 0 || n >= PATH_MAX) ? -1 : 0;
+}
+
+/* Returns 0 to run, 1 when --help was shown, -1 after an error message. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option flags[] = {
+        {"port", required_argument, NULL, 'p'},
+        {"certs", required_argument, NULL, 'd'},
+        {"key", required_argument, NULL, 'k'},
+        {"cert", required_argument, NULL, 'c'},
+        {"ca", required_argument, NULL, 'a'},
+        {"crl", required_argument, NULL, 'r'},
+        {"timeout", required_argument, NULL, 't'},
+        {"reject-unauthorized", no_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = DEFAULT_CERTS_DIR;
+    const char *key = NULL, *cert = NULL, *ca = NULL, *crl = NULL;
+    int c;
+
+    memset(o, 0, sizeof *o);
+    o->port = DEFAULT_PORT;
+    o->timeout_s = DEFAULT_TIMEOUT_S;
+    /* ":" and opterr = 0: getopt stays quiet and tells us what went wrong
+     * (':' a value is missing, '?' an unknown flag); we word the errors. */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", flags, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if ((o->port = (int)parse_number("--port", optarg, 0, 65535)) < 0)
+                return -1;
             break;
+        case 't':
+            if ((o->timeout_s = (int)parse_number("--timeout", optarg, 1, 3600)) < 0)
+                return -1;
+            break;
+        case 'd': dir = optarg; break;
+        case 'k': key = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'a': ca = optarg; break;
+        case 'r': crl = optarg; break;
+        case 'R': o->reject_unauthorized = true; break;
+        case 'h': usage(stdout); return 1;
+        case ':':
+            fprintf(stderr, "server: %s needs a value\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "server: unknown flag '%s' (see --help)\n", argv[optind - 1]);
+            return -1;
         }
-        memcpy(out + o, piece, plen);
-        o += plen;
-        i += n;
     }
-    if (cap > 0)
-        out[o < cap ? o : cap - 1] = '\0';
+    if (optind < argc) {
+        fprintf(stderr, "server: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    /* The tutorial presents server_cert.pem and trusts it as the CA:
+     * ca: [server_cert].  Firefox refuses a CA's certificate as a web
+     * server's, so where gencerts.sh made localhost_cert.pem (signed by
+     * server_cert.pem, CA:FALSE) we present that instead, with its key. */
+    char own[PATH_MAX];
+    bool own_cert = !key && !cert && join_path(own, dir, "localhost_cert.pem") == 0 &&
+                    access(own, F_OK) == 0;
+    const char *default_key = own_cert ? "localhost_key.pem" : "server_key.pem";
+    const char *default_cert = own_cert ? "localhost_cert.pem" : "server_cert.pem";
+    if ((key ? copy_path(o->key_file, key) : join_path(o->key_file, dir, default_key)) < 0 ||
+        (cert ? copy_path(o->cert_file, cert) : join_path(o->cert_file, dir, default_cert)) < 0 ||
+        (ca ? copy_path(o->ca_file, ca) : join_path(o->ca_file, dir, "server_cert.pem")) < 0 ||
+        (crl ? copy_path(o->crl_file, crl) : join_path(o->crl_file, dir, "crl.pem")) < 0) {
+        fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
+        return -1;
+    }
+    o->crl_required = crl != NULL;
+    return 0;
 }
 
-/* Add to what the log line says about this connection ("; " between notes).
- * The format is ours; client-chosen text must reach it through log_escape. */
-static void note(struct connection *conn, const char *format, ...)
-{
-    size_t used = strlen(conn->note);
-    if (used > 0 && used + 2 < sizeof conn->note)
-        used += (size_t)snprintf(conn->note + used, sizeof conn->note - used, "; ");
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(conn->note + used, sizeof conn->note - used, format, ap);
-    va_end(ap);
-}
-
-/* The connection's log line: address, TLS version, request line, status,
- * and the notes.  Returns its length, newline included. */
-static size_t format_log_line(const struct connection *conn, char *line, size_t cap)
-{
-    char status[8] = "-";
-    if (conn->status)
-        snprintf(status, sizeof status, "%d", conn->status);
-    int n = snprintf(line, cap, "%s %s \"%s\" %s%s%s", conn->peer,
-                     conn->tls_version ? conn->tls_version : "-", conn->request_line,
-                     status, conn->note[0] ? " " : "", conn->note);
-    size_t len = n < 0 ? 0 : (size_t)n < cap - 1 ? (size_t)n : cap - 2;
-    line[len++] = '\n';
-    line[len] = '\0';
-    return len;
-}
-
-/* One write() per line, so that lines never mix, whoever else writes. */
-static void log_connection(const struct connection *conn)
-{
-    char line[1024];
-    size_t len = format_log_line(conn, line, sizeof line);
-    if (write(STDERR_FILENO, line, len) < 0)
-        return;     /* nowhere left to say it */
-}
-
-/* Handshake, read the request, answer it, close.  Every failure ends this
- * connection only; it is logged and the accept loop goes on. */
-static void serve_connection(const struct server *srv, int fd, const char *peer)
-{
-    struct connection conn = {.fd = fd};
-    gnutls_session_t s = NULL;
-    char buf[MAX_REQUEST_HEAD];
-    const char *head = buf;
-    size_t head_len = 0;
-    int ret, status = 0;
-    char *page = NULL;
-    bool head_only = false;
-    struct request req;
-    int one = 1;
-
-    snprintf(conn.peer, sizeof conn.peer, "%s", peer);
-    clock_gettime(CLOCK_MONOTONIC, &conn.deadline);
-    conn.deadline.tv_sec += srv->timeout_ms / 1000;
-    /* Send small records at once: without this, Nagle's algorithm and the
-     * client's delayed ACK can hold our response back ~40 ms. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-
-    if (start_session(srv, &conn, &s) < 0)
-        goto out;
-    do {
-        ret = gnutls_handshake(s);
-    } while (ret < 0 && !gnutls_error_is_fatal(ret) && !stop_requested);
-    if (ret < 0) {
-        tls_failure(s, &conn, "handshake failed", gnutls_strerror(ret), ret);
-        goto out;
-    }
-    conn.tls_version = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
-
-    ret = read_request_head(s, &conn, buf, sizeof buf, &head, &head_len);
-    if (ret < 0)
-        goto out;
-    status = ret > 0 ? ret : parse_request(head, head_len, &req);
-    if (status == 0) {
-        head_only = method_is(&req, "HEAD");
-        page = route(s, &conn, &req, &status);
-    } else {
-        if (ret == 0)
-            note(&conn, "%s", req.problem);
-        page = format_text("%d %s", status, status_text(status));
-    }
-    if (page == NULL) {
-        status = 500;
-        note(&conn, "out of memory");
-        page = format_text("500 %s", status_text(500));
-    }
-    ret = page ? send_response(s, &conn, status, page, head_only) : GNUTLS_E_MEMORY_ERROR;
-    if (ret < 0) {
-        tls_failure(s, &conn, "sending the answer failed", gnutls_strerror(ret), ret);
-        goto out;
-    }
-    /* close_notify tells the client the answer is complete; SHUT_WR does not
-     * wait for the client's own, since we close anyway. */
-    ret = gnutls_bye(s, GNUTLS_SHUT_WR);
-    if (ret < 0)
-        note(&conn, "close_notify: %s", gnutls_strerror(ret));
-out:
-    /* after an answer or an alert: let the client read it before we close */
-    linger_close(&conn);
-    if (conn.status == 0 && stop_requested)
-        note(&conn, "dropped: the server is stopping");
-    log_connection(&conn);
-    free(page);
-    if (s)
-        gnutls_deinit(s);
-}
+/* ======================= 12. main() ====================================== */
 
 int main(int argc, char **argv)
 {
@@ -1479,11 +1589,15 @@ int main(int argc, char **argv)
     case -1: return 2;
     }
     srv.timeout_ms = opt.timeout_s * 1000;
+    srv.reject_unauthorized = opt.reject_unauthorized;
     if (load_credentials(&srv, &opt) < 0 || install_signal_handlers() < 0 ||
         (srv.listen_fd = open_listener(opt.port, &port)) < 0) {
         free_server(&srv);
         return 1;
     }
+    if (srv.reject_unauthorized)
+        fprintf(stderr, "server: --reject-unauthorized: a client without a trusted certificate "
+                        "is refused in the handshake, with no page\n");
     fprintf(stderr, "server: listening on https://localhost:%d/ (Ctrl-C stops)\n", port);
     accept_loop(&srv);
     fprintf(stderr, "server: stopped\n");

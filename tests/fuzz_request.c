@@ -11,7 +11,7 @@
  *     text with no control byte, no bare quote, no broken or deceptive UTF-8,
  *     from which the escapes give back exactly the bytes that went in; and
  *     as request line, subject DN and GnuTLS's reason, remember_request_line,
- *     note_verdict and format_log_line must make one line with no control byte.
+ *     note_visitor and format_log_line must make one line with no control byte.
  * Build and run: make fuzz (FUZZ_SECONDS=60 by default).
  */
 #define main server_main
@@ -105,15 +105,16 @@ static void check_log_line(const char *data, size_t size)
     assert(text);
     memcpy(text, data, size);
     text[size] = '\0';
-    for (int verdict = NO_CERTIFICATE; verdict <= TRUSTED; verdict++) {
+    for (int visitor = 0; visitor < 3; visitor++) {     /* none, refused, admitted */
         struct connection conn;
-        struct identity id = {.verdict = (enum verdict)verdict, .subject_dn = text,
-                              .reason = text, .why = "it is not trusted"};
+        struct identity id = {.presented = visitor > 0, .authorized = visitor == 2,
+                              .subject_dn = text, .log_reason = text,
+                              .page_reason = "it is not trusted"};
         char line[1024];
         memset(&conn, 0, sizeof conn);
         snprintf(conn.peer, sizeof conn.peer, "127.0.0.1");
         remember_request_line(&conn, data, size);
-        note_verdict(&conn, &id);
+        note_visitor(&conn, &id);
         size_t len = format_log_line(&conn, line, sizeof line);
         assert(len == strlen(line) && len > 0 && line[len - 1] == '\n');
         for (size_t i = 0; i + 1 < len; i++)
