@@ -6,8 +6,9 @@
 #   curl --cert alice.p12 --cert-type p12 https://localhost:PORT/authenticate
 # (with --cacert instead of the tutorial's --insecure: we check the server too).
 # Each check prints ok or FAIL; the last line is "N passed, N failed".
-# SOAK_CONNECTIONS sizes the soak (default 2000); SERVER, SERVER_WRAPPER and
-# KEEP_WORK are explained in tests/lib.sh, which holds what the scripts share.
+# SOAK_CONNECTIONS sizes the soak (default 300; make soak runs 2,000, and CI
+# runs make soak too); SERVER, SERVER_WRAPPER and KEEP_WORK are explained in
+# tests/lib.sh, which holds what the scripts share.
 set -u
 cd "$(dirname "$0")" || exit 1
 
@@ -66,21 +67,6 @@ log_has() {
 
 url() { echo "https://localhost:$port$1"; }
 
-echo "# README: each line range of the crosswalk is the block it names"
-crosswalk=$(tests/crosswalk.sh)
-[ -n "$crosswalk" ] || fail "README: the crosswalk has line ranges" "none found"
-while read -r file first last now_first now_last anchor; do
-    if [ "$first-$last" = "$now_first-$now_last" ]; then
-        ok "README: $file:$first-$last is $anchor"
-    else
-        fail "README: $file:$first-$last is $anchor" \
-            "it is at $now_first-$now_last now (0-0: not found); tests/crosswalk.sh --fix renumbers"
-    fi
-done <<<"$crosswalk"
-
-echo "# making certificates with gencerts.sh (RSA-4096, takes a few seconds)"
-make_certs
-
 ALICE_P12=(--cert "$certs/alice.p12" --cert-type p12)
 BOB_P12=(--cert "$certs/bob.p12" --cert-type p12)
 ALICE_PEM=(--cert "$certs/alice_cert.pem" --key "$certs/alice_key.pem")
@@ -90,6 +76,40 @@ SORRY_BOB="Sorry Bob, certificates from Bob are not welcome here."
 NEED_CERT="Sorry, but you need to provide a client certificate to continue."
 LINK='<a href="authenticate">Log in using client certificate</a>'
 
+# gencerts.sh makes the tutorial's files first and the people beyond it
+# after; the tutorial's visitors go in as soon as the first part is done.
+./gencerts.sh "$certs" >"$work/gencerts.log" 2>&1 &
+gencerts_pid=$!
+until grep -q "^The tutorial's files are done" "$work/gencerts.log"; do
+    kill -0 "$gencerts_pid" 2>/dev/null || { cat "$work/gencerts.log" >&2; exit 1; }
+    sleep 0.1
+done
+start_server --timeout 2
+
+echo "# The tutorial's visitors, with the tutorial's curl commands (--cacert server_cert.pem"
+echo "# instead of --insecure: curl checks the server too).  The server's answers:"
+# visit WHO STATUS TEXT CURL-ARGS...: show the command and the answer, then check it
+visit() {
+    local who=$1 want_code=$2 want_text=$3 shown='' page
+    shift 3
+    [ $# -gt 0 ] && shown=$(printf ' %s' "$@")
+    echo "\$ curl --cacert server_cert.pem${shown//"$certs/"/} https://localhost:$port/authenticate"
+    fetch "$@" "$(url /authenticate)"
+    page=${body%$'\n'}
+    echo "  $code ${page//$'\n'/ }"
+    if [ "$code" = "$want_code" ] && [[ $body == *"$want_text"* ]]; then
+        ok "$who: $want_code"
+    else
+        fail "$who: $want_code" "wanted: $want_code with \"$want_text\""
+    fi
+}
+visit "Alice, whose certificate our CA issued, is welcome" 200 "$HELLO" "${ALICE_P12[@]}"
+visit "Bob, who signed his own, is not"                   403 "$SORRY_BOB" "${BOB_P12[@]}"
+visit "a visitor with no certificate is asked for one"    401 "$NEED_CERT"
+
+echo "# the rest of the certificates (gencerts.sh, beyond the tutorial), then a server that reads their CRL"
+wait "$gencerts_pid" || { cat "$work/gencerts.log" >&2; echo "test.sh: gencerts.sh failed" >&2; exit 1; }
+stop_server
 start_server --timeout 2
 echo "# server on port $port"
 
@@ -384,7 +404,8 @@ silent_for() { exec 3<>"/dev/tcp/127.0.0.1/$port"; sleep "$1"; exec 3<&-; }
 big=$(printf 'a%.0s' $(seq 65536))
 many_headers=$(printf 'X-Header-%d: value\\r\\n' $(seq 600))
 
-hostile "connect and close"           'handshake failed: .*non-properly terminated' connect_and_close
+hostile "connect and close (as browsers do with spare connections)" '" - closed before a handshake began$' connect_and_close
+hostile "the start of a ClientHello, then close" '" - the client left during the handshake$' send_bytes '\x16\x03\x01'
 hostile "connect and stay silent"     'handshake failed: The operation timed out'  silent_for 3
 # ... and while it is still connected, the next client is served as soon as
 # the silent one's deadline passes
@@ -432,7 +453,7 @@ hostile "request, then close without reading" '"GET /authenticate HTTP/1.1"'    
 # whether the answer went out before the reset or not, the line still says who it was
 hostile "request, then reset (RST)"         '"GET /authenticate HTTP/1.1" [-0-9]+ no client certificate' "${TLSCLIENT[@]}" --mode reset
 
-echo "# soak: ${SOAK_CONNECTIONS:=2000} connections in a row (Alice, Bob, none); descriptors and memory stay flat"
+echo "# soak: ${SOAK_CONNECTIONS:=300} connections in a row (Alice, Bob, none); descriptors and memory stay flat"
 # server_usage: "open-descriptors resident-KiB" of the server process
 server_usage() {
     local pid=$server_pid
@@ -503,6 +524,44 @@ if [ -n "${SERVER_WRAPPER:-}" ]; then
     log_has "valgrind: every heap block freed" 'All heap blocks were freed -- no leaks are possible'
 fi
 
+echo "# --reject-unauthorized: the tutorial's rejectUnauthorized: true"
+# No page for Bob or for a visitor without a certificate: the handshake
+# fails with an alert, and curl says which (exit 35 in the handshake, 56 when
+# TLS 1.3's alert comes after curl's side of the handshake is done).
+start_server --timeout 2 --reject-unauthorized
+log_has "says at start that it refuses in the handshake" '^server: --reject-unauthorized: '
+# refused_in_handshake NAME EXITS PATTERN CURL-ARGS...: curl exits with one
+# of EXITS ("35 56") and its message matches PATTERN (grep -E)
+refused_in_handshake() {
+    local name=$1 exits=$2 pattern=$3 out status
+    shift 3
+    out=$(curl -sS --max-time 20 --cacert "$certs/server_cert.pem" "$@" "$(url /authenticate)" 2>&1)
+    status=$?
+    if [[ " $exits " == *" $status "* ]] && grep -Eq -- "$pattern" <<<"$out"; then
+        ok "$name: curl exit $status, ${out##*routines::}"
+    else
+        fail "$name" "wanted exit in ($exits) and: $pattern" "got exit $status: $out"
+    fi
+}
+for v in 1.2 1.3; do
+    tls=(--tlsv"$v" --tls-max "$v")
+    expect "TLS $v: Alice is still welcome" 200 "$HELLO" "${tls[@]}" "${ALICE_P12[@]}" "$(url /authenticate)"
+done
+refused_in_handshake "TLS 1.2: Bob, no page"  35 'alert bad certificate'   --tlsv1.2 --tls-max 1.2 "${BOB_P12[@]}"
+refused_in_handshake "TLS 1.3: Bob, no page"  56 'alert bad certificate'   --tlsv1.3 --tls-max 1.3 "${BOB_P12[@]}"
+refused_in_handshake "TLS 1.2: no certificate, no page" 35 'alert handshake failure'       --tlsv1.2 --tls-max 1.2
+refused_in_handshake "TLS 1.3: no certificate, no page" 56 'alert certificate required'    --tlsv1.3 --tls-max 1.3
+# shellcheck disable=SC2046   # pem prints flags to split
+refused_in_handshake "Frank (serverAuth only): the purpose is checked in the handshake too" \
+    "35 56" 'alert bad certificate' $(pem frank)
+log_has "log: Bob refused in the handshake, with the alert" \
+    '^127\.0\.0\.1 - "" - handshake failed: Error in the certificate verification\. \(sent alert bad_certificate\)$'
+log_has "log: no certificate, TLS 1.2 (RFC 5246 7.4.6)" \
+    'handshake failed: No certificate was found\. \(sent alert handshake_failure\)$'
+log_has "log: no certificate, TLS 1.3" \
+    'handshake failed: Certificate is required\. \(sent alert certificate_required\)$'
+stop_server
+
 echo "# the command line"
 # refuses NAME STATUS TEXT COMMAND...: the command exits with STATUS and
 # says TEXT (an error that names the file or the flag)
@@ -530,5 +589,18 @@ refuses "bad --port"                   2 "--port wants a number from 0 to 65535,
 refuses "bad --timeout"                2 "--timeout wants a number from 1 to 3600, not '0'" "$SERVER" --timeout 0
 refuses "unknown flag"                 2 "unknown flag '--frobnicate'" "$SERVER" --frobnicate
 refuses "flag without its value"       2 "--certs needs a value" "$SERVER" --certs
+
+echo "# README: each line of the crosswalk is the line or block it names"
+crosswalk=$(tests/crosswalk.sh)
+[ -n "$crosswalk" ] || fail "README: the crosswalk has line ranges" "none found"
+while read -r file first last now_first now_last anchor; do
+    if [ "$first-$last" = "$now_first-$now_last" ]; then
+        ok "README: $file:$first-$last is $anchor"
+    else
+        fail "README: $file:$first-$last is $anchor" \
+            "it is at $now_first-$now_last now (0-0: not found); tests/crosswalk.sh --fix renumbers"
+    fi
+done <<<"$crosswalk"
+
 
 finish

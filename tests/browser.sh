@@ -19,9 +19,10 @@
 # (certutil, pk12util), with the preference security.default_personal_cert =
 # "Select Automatically" in place of the dialog; tests/marionette.py drives it
 # and reads the page (Firefox's --screenshot never returns on an error page).
-# Last, the tutorial's own certificates: the server presents server_cert.pem,
+# Then the tutorial's own certificates: the server presents server_cert.pem,
 # a CA's certificate, and Firefox refuses it, which is why gencerts.sh makes
-# localhost_cert.pem.
+# localhost_cert.pem.  Last, ./server --reject-unauthorized: Alice still gets
+# in; without a certificate Firefox shows its own error page.
 #
 #   SCREENSHOT=docs/browser-alice.png FIREFOX_SCREENSHOT=docs/firefox-alice.png \
 #       tests/browser.sh                                  (where to keep the pictures)
@@ -201,6 +202,23 @@ if [[ $page == *"error code: MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY"* ]];
 else
     fail "Firefox, the server presenting the tutorial's server_cert.pem (a CA): refused, CA_CERT_USED_AS_END_ENTITY" \
         "got: ${page:0:300}"
+fi
+
+# --reject-unauthorized: no page without a trusted certificate, only the
+# browser's own error, the "cryptic HTTPS error" the tutorial avoids
+stop_server
+start_server --timeout 2 --reject-unauthorized
+page=$(firefox_visit "https://localhost:$port/authenticate" "" alice)
+if [[ $page == *"Hello Alice, your certificate was issued by localhost!"* ]]; then
+    ok "Firefox, --reject-unauthorized: Alice still gets the Hello Alice page"
+else
+    fail "Firefox, --reject-unauthorized: Alice still gets the Hello Alice page" "got: ${page:0:300}"
+fi
+page=$(firefox_visit "https://localhost:$port/authenticate" "")
+if [[ $page == *"error code: SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT"* ]]; then
+    ok "Firefox, --reject-unauthorized, no certificate: Firefox's error page, SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT"
+else
+    fail "Firefox, --reject-unauthorized, no certificate: SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT" "got: ${page:0:300}"
 fi
 
 finish

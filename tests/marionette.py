@@ -88,13 +88,16 @@ def main():
     if args.screenshot:                 # a small window: the page is one line
         ff.call("WebDriver:SetWindowRect", {"width": 640, "height": 160})
     error, _ = ff.call("WebDriver:Navigate", {"url": args.url})
-    # On a certificate error page, the page itself can ask Firefox for the
-    # error's code (what "Advanced..." shows), e.g.
-    # MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY.
+    # On an error page, the page itself can ask Firefox for the error's code
+    # (what "Advanced..." shows): MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY
+    # on a certificate error page, SSL_ERROR_... on a "Secure Connection
+    # Failed" page.
     _, result = ff.call("WebDriver:ExecuteScript", {
         "script": "var code = '';"
                   "try { code = document.getFailedCertSecurityInfo().errorCodeString; }"
-                  "catch (e) {}"
+                  "catch (e) {"
+                  "  try { code = document.getNetErrorInfo().errorCodeString; } catch (e) {}"
+                  "}"
                   "return [document.documentURI, code,"
                   "        document.body ? document.body.innerText : ''];",
         "args": []})
