@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # tests/crosswalk.sh - keep the README's crosswalk pointing at the right lines.
 #
-# Each link in README.md reads  [FILE:FIRST-LAST](FILE#LFIRST-LLAST) `ANCHOR`:
-# the block that starts with the line beginning ANCHOR.  A block in a .c file
-# ends at the next line that is just "}"; in a script, at the first line that
-# does not end with a backslash.
+# Each link in README.md reads either
+#   [FILE:FIRST-LAST](FILE#LFIRST-LLAST) `ANCHOR`   the block that starts with
+#        the line beginning ANCHOR: in a .c file it ends at the next line that
+#        is just "}"; in a script, at the first line that does not end with a
+#        backslash;
+# or
+#   [FILE:LINE](FILE#LLINE) `ANCHOR`                the first line that begins
+#        with ANCHOR once its indentation is set aside.
 #   tests/crosswalk.sh        one line per link: FILE FIRST LAST NOW_FIRST NOW_LAST ANCHOR
-#                             (test.sh fails when FIRST-LAST and NOW_FIRST-NOW_LAST differ)
+#                             (test.sh fails when FIRST-LAST and NOW_FIRST-NOW_LAST differ;
+#                             for a single line, FIRST = LAST)
 #   tests/crosswalk.sh --fix  rewrite README.md's numbers to where the blocks are now
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,16 +26,35 @@ block() {
         END { if (!found) print 0, 0 }' "$1"
 }
 
+# line FILE ANCHOR: "n n" for the first line that begins with ANCHOR after
+# its indentation, or "0 0"
+line() {
+    awk -v anchor="$2" '
+        { text = $0; sub(/^[ \t]+/, "", text) }
+        index(text, anchor) == 1 { print NR, NR; found = 1; exit }
+        END { if (!found) print 0, 0 }' "$1"
+}
+
 # shellcheck disable=SC2016   # the backquotes are Markdown, not shell
-links=$(grep -oE '\[[a-z.]+:[0-9]+-[0-9]+\]\([^)]*\) `[^`]+`' README.md)
+links=$(grep -oE '\[[a-z.]+:[0-9]+(-[0-9]+)?\]\([^)]*\) `[^`]+`' README.md)
 readme=$(cat README.md)
 while IFS= read -r link; do
-    [[ $link =~ ^\[([a-z.]+):([0-9]+)-([0-9]+)\]\([^\)]*\)\ \`([^\`]+)\`$ ]] || continue
-    file=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[3]} anchor=${BASH_REMATCH[4]}
-    read -r now_first now_last <<<"$(block "$file" "$anchor")"
+    [[ $link =~ ^\[([a-z.]+):([0-9]+)(-([0-9]+))?\]\([^\)]*\)\ \`([^\`]+)\`$ ]] || continue
+    file=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[4]} anchor=${BASH_REMATCH[5]}
+    single=
+    if [ -n "$last" ]; then
+        read -r now_first now_last <<<"$(block "$file" "$anchor")"
+    else
+        single=1 last=$first
+        read -r now_first now_last <<<"$(line "$file" "$anchor")"
+    fi
     if [ "${1:-}" = --fix ]; then
         [ "$now_first" != 0 ] || { echo "crosswalk: no line of $file starts with: $anchor" >&2; exit 1; }
-        readme=${readme//"$link"/"[$file:$now_first-$now_last]($file#L$now_first-L$now_last) \`$anchor\`"}
+        if [ -n "$single" ]; then
+            readme=${readme//"$link"/"[$file:$now_first]($file#L$now_first) \`$anchor\`"}
+        else
+            readme=${readme//"$link"/"[$file:$now_first-$now_last]($file#L$now_first-L$now_last) \`$anchor\`"}
+        fi
     else
         echo "$file $first $last $now_first $now_last $anchor"
     fi
