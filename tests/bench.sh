@@ -25,8 +25,8 @@ keep=tests/work/bench   # the benchmark's certificates, kept between runs
 for built in ./server tests/tlsclient tests/floor; do
     [ -x "$built" ] || { echo "bench: $built is not built (make bench builds it)" >&2; exit 1; }
 done
-[ -d "$keep/rsa" ] || ./gencerts.sh "$keep/rsa" >/dev/null
-[ -d "$keep/ecdsa" ] || ./gencerts.sh -e "$keep/ecdsa" >/dev/null
+[ -e "$keep/rsa/localhost_key.pem" ] || ./gencerts.sh -f "$keep/rsa" >/dev/null
+[ -e "$keep/ecdsa/localhost_key.pem" ] || ./gencerts.sh -f -e "$keep/ecdsa" >/dev/null
 
 cpu_ns() { awk '{print $1}' "/proc/$server_pid/schedstat"; }
 kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$server_pid/status"; }
@@ -70,7 +70,7 @@ for keys in rsa ecdsa; do
             group=$(field group "$line")
             [ "$group" = X25519 ] && group=x25519
             [ "$group" = SECP256R1 ] && group=secp256r1
-            floor=$(tests/floor --key "$dir/server_key.pem" --ca "$dir/server_cert.pem" \
+            floor=$(tests/floor --key "$dir/localhost_key.pem" --ca "$dir/server_cert.pem" \
                 --client-cert "$dir/alice_cert.pem" --client-key "$dir/alice_key.pem" \
                 --group "$group" --iterations $((conns / 4)))
             server_ms=$(awk -v a="$before" -v b="$after" -v n="$conns" 'BEGIN {print (b - a) / n / 1e6}')

@@ -13,7 +13,7 @@
  *      shared-secret computation on the negotiated group (nettle, GnuTLS's
  *      own crypto library, since GnuTLS 3.7 has no public call for it).
  *
- *   floor --key server_key.pem --ca ca_cert.pem --client-cert alice_cert.pem
+ *   floor --key localhost_key.pem --ca server_cert.pem --client-cert alice_cert.pem
  *         --client-key alice_key.pem --group x25519|secp256r1 [--iterations N]
  *
  * Prints one line: "floor_us TOTAL sign_us A cert_us B verify_us C kx_us D".

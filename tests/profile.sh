@@ -23,8 +23,8 @@ command -v valgrind >/dev/null || { echo "profile: valgrind is needed (apt-get i
 for built in ./server tests/tlsclient; do
     [ -x "$built" ] || { echo "profile: $built is not built (make profile builds it)" >&2; exit 1; }
 done
-[ -d tests/work/bench/rsa ] || ./gencerts.sh tests/work/bench/rsa >/dev/null
-[ -d tests/work/bench/ecdsa ] || ./gencerts.sh -e tests/work/bench/ecdsa >/dev/null
+[ -e tests/work/bench/rsa/localhost_key.pem ] || ./gencerts.sh -f tests/work/bench/rsa >/dev/null
+[ -e tests/work/bench/ecdsa/localhost_key.pem ] || ./gencerts.sh -f -e tests/work/bench/ecdsa >/dev/null
 
 # The public-key entry points; none of them calls another.
 PK='nettle_(rsa_pss_sha(256|384|512)_(sign_digest_tr|verify_digest)|rsa_pkcs1_(sign_tr|verify)|ecdsa_(sign|verify|generate_keypair)|ecc_point_mul(_g)?|curve25519_mul(_g)?|curve448_mul(_g)?)'
