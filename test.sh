@@ -6,7 +6,8 @@
 #   curl --cert alice.p12 --cert-type p12 https://localhost:PORT/authenticate
 # (with --cacert instead of the tutorial's --insecure: we check the server too).
 # Each check prints ok or FAIL; the last line is "N passed, N failed".
-# SOAK_CONNECTIONS sizes the soak (default 300; make soak runs 2,000, and CI
+# SOAK_CONNECTIONS and CONCURRENT_CONNECTIONS size the soaks (default 300 and
+# 320; make soak runs 2,000 of each, and CI
 # runs make soak too); SERVER, SERVER_WRAPPER and KEEP_WORK are explained in
 # tests/lib.sh, which holds what the scripts share.
 set -u
@@ -514,15 +515,170 @@ else
 fi
 log_has "SIGTERM: the connection in flight is dropped and logged" '^127\.0\.0\.1 - "" - .*dropped: the server is stopping$'
 
-if grep -Eq 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$log"; then
-    fail "no sanitizer or valgrind report in the server's output" "$(grep -E -A5 'ERROR|runtime error|lost' "$log" | head -n 20)"
+echo "# many visitors at once: a thread per connection, with caps"
+# server_threads: the server's threads beyond those it has when idle (the
+# accept loop, and ThreadSanitizer's own under make tsan): 0 = no connection
+server_threads() { echo $(( $(awk '/^Threads:/ {print $2}' "/proc/$server_pid/status") - idle_threads )); }
+# start_idle_server FLAGS...: start_server, one visit (so that ThreadSanitizer
+# has started its own thread), and the idle count of threads
+start_idle_server() {
+    start_server "$@"
+    curl -sS -o /dev/null --cacert "$certs/server_cert.pem" "$(url /)"
+    idle_threads=0
+    sleep 0.2
+    idle_threads=$(server_threads)
+}
+# flood_from SOURCE FLOOD-ARGS...: tests/flood.py in the background, from
+# SOURCE; returns once it has tried every connection (its line is in $flood)
+flood_from() {
+    local source=$1
+    shift
+    rm -f "$work/flood.ready"
+    python3 tests/flood.py --port "$port" --source "$source" --ready-file "$work/flood.ready" "$@" \
+        >/dev/null 2>&1 &
+    flood_pid=$!
+    for _ in $(seq 200); do [ -s "$work/flood.ready" ] && break; sleep 0.1; done
+    flood=$(cat "$work/flood.ready" 2>/dev/null)
+}
+# wait_threads N: until the server runs N connection threads, or more when
+# N > 0 (at most 10 s)
+wait_threads() {
+    local n
+    for _ in $(seq 100); do
+        n=$(server_threads)
+        { [ "$n" = "$1" ] || { [ "$1" -gt 0 ] && [ "$n" -gt "$1" ]; }; } && return 0
+        sleep 0.1
+    done
+    return 1
+}
+plain_build() { [ "$SERVER" = ./server ] && [ -z "${SERVER_WRAPPER:-}" ]; }
+
+start_idle_server --timeout 3
+# Alice's time from her handshake to her answer (curl: time_total - time_appconnect)
+alice_after_handshake_ms() {
+    curl -sS -o "$work/alice.out" -w '%{http_code} %{time_appconnect} %{time_total}' --max-time 20 \
+        --cacert "$certs/server_cert.pem" "${ALICE_P12[@]}" "$(url /authenticate)" |
+        awk '{printf "%s %d %d", $1, $2 * 1000, ($3 - $2) * 1000}'
+}
+read -r _ _ before_ms <<<"$(alice_after_handshake_ms)"
+flood_from 127.0.0.2 --idle 100 --dribble 20 --hold 5
+read -r code handshake_ms after_ms <<<"$(alice_after_handshake_ms)"
+echo "       flood from 127.0.0.2: $flood; server threads: $(server_threads)"
+echo "       Alice from 127.0.0.1: handshake done after ${handshake_ms} ms, answer ${after_ms} ms later (${before_ms} ms before the flood)"
+if [ "$code" = 200 ] && grep -qF "$HELLO" "$work/alice.out" &&
+    { ! plain_build || [ "$after_ms" -le 100 ]; }; then
+    ok "100 idle and 20 dribbling clients from 127.0.0.2: Alice is answered $after_ms ms after her handshake"
 else
-    ok "no sanitizer or valgrind report in the server's output"
+    fail "100 idle and 20 dribbling clients from 127.0.0.2: Alice answered within 100 ms of her handshake" \
+        "got $code after $after_ms ms"
 fi
-if [ -n "${SERVER_WRAPPER:-}" ]; then
-    log_has "valgrind: 0 errors" 'ERROR SUMMARY: 0 errors from 0 contexts'
-    log_has "valgrind: every heap block freed" 'All heap blocks were freed -- no leaks are possible'
+log_has "the flood: over 8 from one address are closed at once, and logged" \
+    '^127\.0\.0\.2 - "" - refused at once: 8 connections from this address already \(--max-per-address\)'
+kill "$flood_pid" 2>/dev/null
+wait "$flood_pid" 2>/dev/null
+wait_threads 0 || true     # the flood's 8 end at their deadline
+
+stop_server
+
+# 16 clients at once (Alice, Bob, none), CONCURRENT_CONNECTIONS in all; all
+# from 127.0.0.1, so the cap per address is raised to let all 16 in (and
+# the connections each has just closed, while their threads finish)
+start_idle_server --timeout 3 --max-per-address 32
+concurrent_round() {
+    local n=$1 each pids=() i who status=0
+    each=$((n / 16))
+    for i in $(seq 16); do
+        case $((i % 4)) in
+            0|1) who=(--cert "$certs/alice_cert.pem" --key "$certs/alice_key.pem" --expect 200 --expect-text "$HELLO") ;;
+            2) who=(--cert "$certs/bob_cert.pem" --key "$certs/bob_key.pem" --expect 403 --expect-text "$SORRY_BOB") ;;
+            3) who=(--expect 401 --expect-text "$NEED_CERT") ;;
+        esac
+        tests/tlsclient --port "$port" --ca "$certs/server_cert.pem" --count "$each" "${who[@]}" \
+            >"$work/concurrent.$i" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || { status=1; tail -n 3 "$work/concurrent.$((i + 1))"; }
+    done
+    return $status
+}
+: "${CONCURRENT_CONNECTIONS:=320}"
+# a first round warms up what GnuTLS, malloc (an arena per thread) and the
+# thread library (a cache of stacks) keep; the second must not add to it
+concurrent_round 160 >/dev/null
+wait_threads 0 || true
+read -r fds_before rss_before <<<"$(server_usage)"
+if out=$(concurrent_round "$CONCURRENT_CONNECTIONS"); then
+    ok "16 clients at once, Alice, Bob and none: $CONCURRENT_CONNECTIONS answers, every one as expected"
+else
+    fail "16 clients at once: every answer as expected" "$out"
 fi
+wait_threads 0
+threads=$(server_threads)
+read -r fds_after rss_after <<<"$(server_usage)"
+echo "       connection threads $threads, descriptors $fds_before -> $fds_after, resident memory $rss_before -> $rss_after KiB"
+if [ "$threads" = 0 ] && [ "$fds_after" = "$fds_before" ]; then
+    ok "after them: no connection thread left, descriptors flat ($fds_before -> $fds_after)"
+else
+    fail "after them: no connection thread left, descriptors flat" "threads $threads, descriptors $fds_before -> $fds_after"
+fi
+if ! plain_build; then
+    echo "       (resident memory is asserted for the plain build only)"
+elif [ "$rss_after" -le $((rss_before + 2048)) ]; then
+    # Not to the KiB, as in the soak: malloc keeps what threads free in its
+    # arenas, fragmented (about 100 KiB more per 320 connections here, less
+    # and less); valgrind, over the same run, finds no block lost.
+    ok "after them: resident memory flat within 2 MiB ($rss_before -> $rss_after KiB)"
+else
+    fail "after them: resident memory flat within 2 MiB" "$rss_before -> $rss_after KiB"
+fi
+stop_server
+
+start_server --timeout 2 --max-per-address 3
+flood_from 127.0.0.3 --idle 4 --dribble 0 --hold 1
+if [[ $flood == "ready: 4 opened, 1 closed at once by the server" ]]; then
+    ok "--max-per-address 3: the 4th connection from one address is closed at once"
+else
+    fail "--max-per-address 3: the 4th connection from one address is closed at once" "flood.py: $flood"
+fi
+log_has "  ... and logged" '^127\.0\.0\.3 - "" - refused at once: 3 connections from this address already'
+wait "$flood_pid" 2>/dev/null
+stop_server
+
+start_idle_server --timeout 2 --max-clients 2 --max-per-address 10
+flood_from 127.0.0.4 --idle 2 --dribble 0 --hold 4
+wait_threads 2
+expect "--max-clients 2, both taken: Alice waits for a slot, then is welcome" 200 "$HELLO" \
+    "${ALICE_P12[@]}" "$(url /authenticate)"
+# her line comes after both idle clients were cut off at their deadline
+order=$(grep -nE '^127\.0\.0\.4 |admitted "CN=Alice"' "$log" | cut -d' ' -f1 | tr '\n' ' ')
+if [[ $order == *"127.0.0.4 "*"127.0.0.4 "*"127.0.0.1 "* ]]; then
+    ok "  ... she was served once a slot was free (log order: $order)"
+else
+    fail "  ... she was served once a slot was free" "log order: $order" "$(tail -n 4 "$log")"
+fi
+wait "$flood_pid" 2>/dev/null
+stop_server
+
+start_idle_server --timeout 5 --max-per-address 64
+flood_from 127.0.0.5 --idle 50 --dribble 0 --hold 20
+wait_threads 50
+in_flight=$(server_threads)
+start=$(date +%s%N)
+kill -TERM "$server_pid"
+wait "$server_pid"
+status=$?
+waited=$(( ($(date +%s%N) - start) / 1000000 ))
+server_pid=
+dropped=$(grep -c '^127\.0\.0\.5 - "" - dropped: the server is stopping$' "$log")
+if [ "$status" = 0 ] && [ "$in_flight" = 50 ] && [ "$dropped" = 50 ] && [ "$waited" -le 6000 ]; then
+    ok "SIGTERM with 50 connections in flight: exit 0 after $waited ms, 50 lines 'dropped'"
+else
+    fail "SIGTERM with 50 connections in flight: exit 0 within the deadline + 1 s, 50 lines 'dropped'" \
+        "in flight $in_flight, exit $status after $waited ms, $dropped dropped" "$(tail -n 3 "$log")"
+fi
+kill "$flood_pid" 2>/dev/null
+wait "$flood_pid" 2>/dev/null
 
 echo "# --reject-unauthorized: the tutorial's rejectUnauthorized: true"
 # No page for Bob or for a visitor without a certificate: the handshake
@@ -561,6 +717,27 @@ log_has "log: no certificate, TLS 1.2 (RFC 5246 7.4.6)" \
 log_has "log: no certificate, TLS 1.3" \
     'handshake failed: Certificate is required\. \(sent alert certificate_required\)$'
 stop_server
+
+echo "# every server this script started: no sanitizer or valgrind report"
+cat "$work/servers.log" "$log" >"$work/all-servers.log" 2>/dev/null
+if grep -Eq 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$work/all-servers.log"; then
+    fail "no sanitizer or valgrind report in the servers' output" "$(grep -E -A5 'ERROR|WARNING: ThreadSanitizer|runtime error|lost' "$work/all-servers.log" | head -n 30)"
+else
+    ok "no sanitizer or valgrind report in the servers' output ($(grep -c '^server: stopped' "$work/all-servers.log") servers)"
+fi
+if [ -n "${SERVER_WRAPPER:-}" ]; then
+    n=$(grep -c '^server: stopped' "$work/all-servers.log")
+    if [ "$(grep -c 'ERROR SUMMARY: 0 errors from 0 contexts' "$work/all-servers.log")" = "$n" ]; then
+        ok "valgrind: 0 errors, in each of the $n servers"
+    else
+        fail "valgrind: 0 errors in each server" "$(grep 'ERROR SUMMARY' "$work/all-servers.log")"
+    fi
+    if [ "$(grep -c 'All heap blocks were freed -- no leaks are possible' "$work/all-servers.log")" = "$n" ]; then
+        ok "valgrind: every heap block freed, in each of the $n servers"
+    else
+        fail "valgrind: every heap block freed in each server" "$(grep -E 'in use at exit|definitely' "$work/all-servers.log")"
+    fi
+fi
 
 echo "# the command line"
 # refuses NAME STATUS TEXT COMMAND...: the command exits with STATUS and

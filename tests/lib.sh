@@ -67,6 +67,8 @@ make_certs() {
 # wait until it says it listens; sets $port.
 start_server() {
     [ -x "$SERVER" ] || { echo "${0##*/}: $SERVER is not built (see the Makefile)" >&2; exit 1; }
+    # the last server's output is kept in servers.log; $log is the new one's
+    [ -f "$log" ] && cat "$log" >>"$work/servers.log"
     # shellcheck disable=SC2086   # SERVER_WRAPPER is a command line to split
     ${SERVER_WRAPPER:-} "$SERVER" --port 0 --certs "$certs" "$@" 2>"$log" &
     server_pid=$!
