@@ -9,7 +9,8 @@
 #   make tsan     the whole test suite against a ThreadSanitizer build
 #   make valgrind the whole test suite with the server under valgrind
 #   make fuzz     libFuzzer on the request parser and HTML escaping (clang)
-#   make bench    server CPU per connection next to the cost of its crypto
+#   make bench    server CPU per connection next to the cost of its crypto, and
+#                 throughput with 1-16 clients next to gnutls-serv and nginx
 #   make profile  the same in instructions, inside the server (callgrind)
 #   make test-clients  curl, wget, openssl, gnutls-cli, Python and Node.js as visitors
 #   make test-browser  headless Chromium and Firefox with Alice's .p12, as a reader would
@@ -86,6 +87,7 @@ tests/floor: tests/floor.c
 
 bench: server tests/tlsclient tests/floor
 	tests/bench.sh
+	tests/bench_concurrency.sh
 
 profile: server tests/tlsclient
 	tests/profile.sh

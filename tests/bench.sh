@@ -6,7 +6,8 @@
 # over TLS 1.3 and TLS 1.2: a fresh ./server, then SAMPLES samples, each
 #   - tests/tlsclient: CONNS connections in a row, each a full handshake with
 #     Alice's certificate, GET /authenticate, the answer checked, close;
-#   - the server's CPU time over those connections, from /proc/PID/schedstat;
+#   - the server's CPU time over those connections, from /proc/PID/stat (all
+#     threads);
 #   - right after, tests/floor: the public-key work per connection alone.
 # The machine is shared and noisy: the two are interleaved, every figure is
 # the median of the samples (min-max beside it), and nothing here is a test.
@@ -28,7 +29,7 @@ done
 [ -e "$keep/rsa/localhost_key.pem" ] || ./gencerts.sh -f "$keep/rsa" >/dev/null
 [ -e "$keep/ecdsa/localhost_key.pem" ] || ./gencerts.sh -f -e "$keep/ecdsa" >/dev/null
 
-cpu_ns() { awk '{print $1}' "/proc/$server_pid/schedstat"; }
+cpu_ns() { process_cpu_ns "$server_pid"; }
 kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$server_pid/status"; }
 # field NAME LINE: the value after NAME in a "name value name value" line
 field() { awk -v n="$1" '{for (i = 1; i < NF; i++) if ($i == n) print $(i + 1)}' <<<"$2"; }

@@ -88,3 +88,13 @@ start_server() {
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# process_cpu_ns PID: the CPU time (user + system) of a process, all its
+# threads together, finished ones too (/proc/PID/stat; the main thread's
+# schedstat alone misses the connection threads).  Its unit is the clock
+# tick (10 ms here), so measure over a second or more.
+process_cpu_ns() {
+    local ticks
+    ticks=$(sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}')
+    echo $((ticks * 1000000000 / $(getconf CLK_TCK)))
+}
