@@ -22,9 +22,10 @@
  *
  * Skip the rest on a first pass: it is THE MACHINERY, what a real server
  * needs that express and Node did for the tutorial (sections 7 to 12: the
- * deadline on every connection, the log, HTTP by hand, the accept loop, the
- * command line, main).  Come back to 7 and 8 to see why a slow or hostile
- * client can't hold the server or forge its log.
+ * deadline on every connection, the log, HTTP by hand, the accept loop with
+ * a thread per connection, the command line, main).  Come back to 7, 8 and
+ * 10 to see why a slow or hostile client can't hold the server, forge its
+ * log, or keep others out.
  *
  * Build and run:  make && ./server      Try it:  ./test.sh, or README.md.
  */
