@@ -36,6 +36,7 @@ make_certs
 start_server --timeout 2
 
 origin=https://localhost:$port
+HELLO="Hello Alice, your certificate was issued by localhost!"
 
 # nss_db DIR [PERSON...]: an NSS database, as a browser keeps one, that
 # trusts server_cert.pem as a CA and holds the people's .p12 bundles
@@ -80,7 +81,7 @@ new_browser without
 new_browser only-bob bob
 
 page=$(chromium_in with-alice --dump-dom "$origin/authenticate")
-if [[ $page == *"Hello Alice, your certificate was issued by localhost!"* ]]; then
+if [[ $page == *"$HELLO"* ]]; then
     ok "Chromium with Alice's certificate: the Hello Alice page"
 else
     fail "Chromium with Alice's certificate: the Hello Alice page" "got: ${page:0:300}" \
@@ -162,15 +163,22 @@ EOF
     wait "$ff_pid" 2>/dev/null
 }
 
+# firefox_shows NAME TEXT URL SHOT [PERSON...]: the visit's page, or its
+# error code, holds TEXT
+firefox_shows() {
+    local name=$1 text=$2 page
+    shift 2
+    page=$(firefox_visit "$@")
+    if [[ $page == *"$text"* ]]; then
+        ok "$name"
+    else
+        fail "$name" "wanted: $text" "got: ${page:0:300}" "firefox said: $(tail -n 3 "$work/firefox.err")"
+    fi
+}
 shot=${FIREFOX_SCREENSHOT:-$work/firefox-alice.png}
 rm -f "$shot"
-page=$(firefox_visit "$origin/authenticate" "$shot" alice)
-if [[ $page == *"Hello Alice, your certificate was issued by localhost!"* ]]; then
-    ok "Firefox with Alice's certificate: the Hello Alice page"
-else
-    fail "Firefox with Alice's certificate: the Hello Alice page" "got: ${page:0:300}" \
-        "firefox said: $(tail -n 3 "$work/firefox.err")"
-fi
+firefox_shows "Firefox with Alice's certificate: the Hello Alice page" "$HELLO" \
+    "$origin/authenticate" "$shot" alice
 if [ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ]; then
     ok "Firefox screenshot saved ($shot, $(wc -c <"$shot") bytes)"
 else
@@ -185,40 +193,23 @@ else
     fail "Firefox with only Bob's certificate: Bob is not offered, 401" "got: ${page:0:300}" \
         "log: $(tail -n +"$((before + 1))" "$log")"
 fi
-page=$(firefox_visit "$origin/authenticate" "")
-if [[ $page == *"Sorry, but you need to provide a client certificate to continue."* ]]; then
-    ok "Firefox without a certificate: the 401 text"
-else
-    fail "Firefox without a certificate: the 401 text" "got: ${page:0:300}"
-fi
+firefox_shows "Firefox without a certificate: the 401 text" \
+    "Sorry, but you need to provide a client certificate to continue." "$origin/authenticate" ""
 
 # The tutorial's certificates as the tutorial uses them: the server presents
 # server_cert.pem, which is also the CA that signs Alice (CA:TRUE).
 stop_server
 start_server --timeout 2 --cert "$certs/server_cert.pem" --key "$certs/server_key.pem"
-page=$(firefox_visit "https://localhost:$port/authenticate" "" alice)
-if [[ $page == *"error code: MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY"* ]]; then
-    ok "Firefox, the server presenting the tutorial's server_cert.pem (a CA): refused, CA_CERT_USED_AS_END_ENTITY"
-else
-    fail "Firefox, the server presenting the tutorial's server_cert.pem (a CA): refused, CA_CERT_USED_AS_END_ENTITY" \
-        "got: ${page:0:300}"
-fi
+firefox_shows "Firefox, the server presenting the tutorial's server_cert.pem (a CA): refused" \
+    "error code: MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY" "https://localhost:$port/authenticate" "" alice
 
 # --reject-unauthorized: no page without a trusted certificate, only the
 # browser's own error, the "cryptic HTTPS error" the tutorial avoids
 stop_server
 start_server --timeout 2 --reject-unauthorized
-page=$(firefox_visit "https://localhost:$port/authenticate" "" alice)
-if [[ $page == *"Hello Alice, your certificate was issued by localhost!"* ]]; then
-    ok "Firefox, --reject-unauthorized: Alice still gets the Hello Alice page"
-else
-    fail "Firefox, --reject-unauthorized: Alice still gets the Hello Alice page" "got: ${page:0:300}"
-fi
-page=$(firefox_visit "https://localhost:$port/authenticate" "")
-if [[ $page == *"error code: SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT"* ]]; then
-    ok "Firefox, --reject-unauthorized, no certificate: Firefox's error page, SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT"
-else
-    fail "Firefox, --reject-unauthorized, no certificate: SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT" "got: ${page:0:300}"
-fi
+firefox_shows "Firefox, --reject-unauthorized: Alice still gets the Hello Alice page" "$HELLO" \
+    "https://localhost:$port/authenticate" "" alice
+firefox_shows "Firefox, --reject-unauthorized, no certificate: Firefox's own error page" \
+    "error code: SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT" "https://localhost:$port/authenticate" ""
 
 finish
