@@ -52,6 +52,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,9 +106,11 @@ struct options {
  */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
-/* What every connection shares, read-only: opts, loaded. */
+/* What every connection shares, read-only.  The credentials themselves
+ * (opts, loaded) are handed to each connection as it starts (section 10):
+ * they are loaded anew when crl.pem changes. */
 struct server {
-    gnutls_certificate_credentials_t creds;
+    const struct options *opts;
     gnutls_priority_t priorities;
     int listen_fd;
     int timeout_ms;
@@ -129,8 +132,11 @@ static int check_readable(const char *path, const char *what)
     return 0;
 }
 
-static int load_credentials(struct server *srv, const struct options *o)
+/* opts, loaded into fresh credentials.  Returns 0, or -1 after a message
+ * that names the file.  Section 10 calls it again when crl.pem changes. */
+static int load_credentials(gnutls_certificate_credentials_t *out, const struct options *o)
 {
+    gnutls_certificate_credentials_t creds;
     int ret;
 
     if (check_readable(o->key_file, "server key") < 0 ||
@@ -138,28 +144,28 @@ static int load_credentials(struct server *srv, const struct options *o)
         check_readable(o->ca_file, "CA certificate") < 0)
         return -1;
 
-    ret = gnutls_certificate_allocate_credentials(&srv->creds);
+    ret = gnutls_certificate_allocate_credentials(&creds);
     if (ret < 0) {
         fprintf(stderr, "server: credentials: %s\n", gnutls_strerror(ret));
         return -1;
     }
     /* key + cert: what the server shows every client. GnuTLS also checks here
      * that the key belongs to the certificate. */
-    ret = gnutls_certificate_set_x509_key_file(srv->creds, o->cert_file, o->key_file,
+    ret = gnutls_certificate_set_x509_key_file(creds, o->cert_file, o->key_file,
                                                GNUTLS_X509_FMT_PEM);
     if (ret < 0) {
         fprintf(stderr, "server: cannot use %s with %s: %s\n",
                 o->cert_file, o->key_file, gnutls_strerror(ret));
-        return -1;
+        goto fail;
     }
     fprintf(stderr, "server: presenting %s\n", o->cert_file);
     /* ca: the issuers whose clients we admit. It returns how many certificates
      * it read; a file with none is an error for us, not for GnuTLS. */
-    ret = gnutls_certificate_set_x509_trust_file(srv->creds, o->ca_file, GNUTLS_X509_FMT_PEM);
+    ret = gnutls_certificate_set_x509_trust_file(creds, o->ca_file, GNUTLS_X509_FMT_PEM);
     if (ret <= 0) {
         fprintf(stderr, "server: no CA certificate in %s: %s\n", o->ca_file,
                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM certificate");
-        return -1;
+        goto fail;
     }
     /* Beyond the tutorial: a CA takes back certificates by listing them in
      * a CRL; without it, a revoked certificate would still be admitted.
@@ -168,19 +174,29 @@ static int load_credentials(struct server *srv, const struct options *o)
      * no-op later. */
     if (o->crl_required || access(o->crl_file, F_OK) == 0) {
         if (check_readable(o->crl_file, "certificate revocation list") < 0)
-            return -1;
-        gnutls_certificate_set_flags(srv->creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
-        ret = gnutls_certificate_set_x509_crl_file(srv->creds, o->crl_file, GNUTLS_X509_FMT_PEM);
+            goto fail;
+        gnutls_certificate_set_flags(creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
+        ret = gnutls_certificate_set_x509_crl_file(creds, o->crl_file, GNUTLS_X509_FMT_PEM);
         if (ret <= 0) {
             fprintf(stderr, "server: no usable CRL in %s: %s\n", o->crl_file,
                     ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
-            return -1;
+            goto fail;
         }
         fprintf(stderr, "server: revoked certificates are listed in %s\n", o->crl_file);
     } else {
         fprintf(stderr, "server: no %s: revocation is not checked\n", o->crl_file);
     }
-    ret = gnutls_priority_init(&srv->priorities, TLS_PRIORITIES, NULL);
+    *out = creds;
+    return 0;
+fail:
+    gnutls_certificate_free_credentials(creds);
+    return -1;
+}
+
+/* The TLS policy above, compiled once. */
+static int load_priorities(struct server *srv)
+{
+    int ret = gnutls_priority_init(&srv->priorities, TLS_PRIORITIES, NULL);
     if (ret < 0) {
         fprintf(stderr, "server: priorities \"%s\": %s\n", TLS_PRIORITIES, gnutls_strerror(ret));
         return -1;
@@ -194,8 +210,6 @@ static void free_server(struct server *srv)
         close(srv->listen_fd);
     if (srv->priorities)
         gnutls_priority_deinit(srv->priorities);
-    if (srv->creds)
-        gnutls_certificate_free_credentials(srv->creds);
 }
 
 /* ======================= 2. The session ================================== */
@@ -203,6 +217,7 @@ static void free_server(struct server *srv)
 /* Everything we know about one connection; it ends as one log line. */
 struct connection {
     int fd;
+    gnutls_certificate_credentials_t creds;    /* opts, as loaded when it began */
     struct timespec deadline;   /* the whole exchange must end by then */
     unsigned long bytes_in;     /* how much the client sent us */
     char peer[INET6_ADDRSTRLEN];
@@ -251,7 +266,7 @@ static int start_session(const struct server *srv, struct connection *conn,
     ret = gnutls_priority_set(s, srv->priorities);
     if (ret < 0)
         goto fail_session;
-    ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, srv->creds);
+    ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, conn->creds);
     if (ret < 0)
         goto fail_session;
 
@@ -777,9 +792,10 @@ static void log_connection(const struct connection *conn);
 
 /* Handshake, read the request, answer it, close.  Every failure ends this
  * connection only; it is logged and the accept loop goes on. */
-static void serve_connection(const struct server *srv, int fd, const char *peer)
+static void serve_connection(const struct server *srv, gnutls_certificate_credentials_t creds,
+                             int fd, const char *peer)
 {
-    struct connection conn = {.fd = fd};
+    struct connection conn = {.fd = fd, .creds = creds};
     struct answer ans = {0};
     gnutls_session_t s = NULL;
     int ret;
@@ -1367,6 +1383,19 @@ static int parse_request(const char *head, size_t len, struct request *req)
  * and its wait is not lost: it ends the wait at once.
  */
 
+/*
+ * Revoking without a restart.  When crl.pem changes (an operator, or part 2,
+ * revokes a certificate), the next connection must see it.  Adding a CRL to
+ * credentials that other threads are verifying with is not safe in GnuTLS,
+ * so the accept loop loads a whole new set (section 1's load_credentials)
+ * and swaps it in: connections already running finish with the set they
+ * started with, and a set is freed when the last of its users is done.
+ */
+struct shared_creds {
+    gnutls_certificate_credentials_t creds;
+    int users;                      /* connections using it, +1 while it is current */
+};
+
 enum slot_state { FREE, RUNNING, DONE };
 
 struct slot {
@@ -1375,6 +1404,7 @@ struct slot {
     int fd;                         /* the connection; -1 once its thread closed it */
     char peer[INET6_ADDRSTRLEN];
     const struct server *srv;
+    struct shared_creds *creds;
 };
 
 static struct {
@@ -1384,7 +1414,65 @@ static struct {
     int done_pipe[2];               /* a finished thread writes a byte here */
     time_t refused_logged;          /* when the last refusal was logged */
     unsigned long refused_unlogged; /* refusals since, not logged */
+    struct shared_creds *creds;     /* the set new connections get */
+    struct stat crl_seen;           /* crl.pem as it was when that set was loaded */
 } clients = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Let go of a set of credentials; the last user frees it.  Under the lock. */
+static void release_creds(struct shared_creds *sc)
+{
+    if (--sc->users == 0) {
+        gnutls_certificate_free_credentials(sc->creds);
+        free(sc);
+    }
+}
+
+/* The first set, at start-up; 0 or -1 after a message. */
+static int load_first_creds(const struct options *o)
+{
+    struct shared_creds *sc = calloc(1, sizeof *sc);
+    if (sc == NULL || load_credentials(&sc->creds, o) < 0) {
+        free(sc);
+        return -1;
+    }
+    sc->users = 1;
+    clients.creds = sc;
+    if (stat(o->crl_file, &clients.crl_seen) < 0)
+        memset(&clients.crl_seen, 0, sizeof clients.crl_seen);
+    return 0;
+}
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Before each new connection: if crl.pem is not as it was, load a new set
+ * and make it current.  A set that fails to load (a CRL half written, or
+ * signed by no CA of ours) changes nothing: the old one stays, and the next
+ * change is tried again.  Only the accept loop calls this. */
+static void reload_if_crl_changed(const struct options *o)
+{
+    struct stat now;
+    if (stat(o->crl_file, &now) < 0)
+        memset(&now, 0, sizeof now);
+    if (same_file_state(&now, &clients.crl_seen))
+        return;
+    fprintf(stderr, "server: %s changed: loading the credentials anew\n", o->crl_file);
+    struct shared_creds *sc = calloc(1, sizeof *sc);
+    if (sc == NULL || load_credentials(&sc->creds, o) < 0) {
+        fprintf(stderr, "server: keeping the credentials loaded before\n");
+        free(sc);
+        return;
+    }
+    sc->users = 1;
+    clients.crl_seen = now;
+    pthread_mutex_lock(&clients.lock);
+    release_creds(clients.creds);
+    clients.creds = sc;
+    pthread_mutex_unlock(&clients.lock);
+}
 
 static sigset_t wait_mask;          /* the accept loop's mask while it waits */
 
@@ -1479,10 +1567,12 @@ static void *connection_thread(void *arg)
     struct slot *slot = arg;
     char done = 1;
 
-    serve_connection(slot->srv, slot->fd, slot->peer);
+    serve_connection(slot->srv, slot->creds->creds, slot->fd, slot->peer);
     pthread_mutex_lock(&clients.lock);
     close(slot->fd);
     slot->fd = -1;
+    release_creds(slot->creds);
+    slot->creds = NULL;
     slot->state = DONE;
     pthread_mutex_unlock(&clients.lock);
     if (write(clients.done_pipe[1], &done, 1) < 0) {
@@ -1550,6 +1640,8 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
     slot->state = RUNNING;
     slot->fd = fd;
     slot->srv = srv;
+    slot->creds = clients.creds;
+    slot->creds->users++;
     snprintf(slot->peer, sizeof slot->peer, "%s", peer);
     pthread_mutex_unlock(&clients.lock);
     int ret = pthread_create(&slot->thread, NULL, connection_thread, slot);
@@ -1558,6 +1650,8 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
         pthread_mutex_lock(&clients.lock);
         close(fd);
         slot->fd = -1;
+        release_creds(slot->creds);
+        slot->creds = NULL;
         slot->state = FREE;
         pthread_mutex_unlock(&clients.lock);
     }
@@ -1629,10 +1723,12 @@ static int accept_loop(const struct server *srv)
             continue;
         }
         describe_peer(&peer, len, peer_text, sizeof peer_text);
-        if (in_flight_from(peer_text) >= srv->max_per_address)
+        if (in_flight_from(peer_text) >= srv->max_per_address) {
             refuse_busy_address(fd, peer_text, srv->max_per_address);
-        else
+        } else {
+            reload_if_crl_changed(srv->opts);
             start_connection(slot, srv, fd, peer_text);
+        }
     }
     stop_connections();
     if (clients.refused_unlogged > 0)
@@ -1642,6 +1738,13 @@ static int accept_loop(const struct server *srv)
     close(clients.done_pipe[1]);
     free(clients.slots);
     return 0;
+}
+
+static void free_creds(void)
+{
+    if (clients.creds)
+        release_creds(clients.creds);
+    clients.creds = NULL;
 }
 
 /* ======================= 11. The command line ============================ */
@@ -1803,8 +1906,10 @@ int main(int argc, char **argv)
     srv.reject_unauthorized = opt.reject_unauthorized;
     srv.max_clients = opt.max_clients;
     srv.max_per_address = opt.max_per_address;
-    if (load_credentials(&srv, &opt) < 0 || install_signal_handlers() < 0 ||
+    srv.opts = &opt;
+    if (load_first_creds(&opt) < 0 || load_priorities(&srv) < 0 || install_signal_handlers() < 0 ||
         (srv.listen_fd = open_listener(opt.port, &port)) < 0) {
+        free_creds();
         free_server(&srv);
         return 1;
     }
@@ -1814,6 +1919,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "server: listening on https://localhost:%d/ (Ctrl-C stops)\n", port);
     int status = accept_loop(&srv) < 0 ? 1 : 0;
     fprintf(stderr, "server: stopped\n");
+    free_creds();
     free_server(&srv);
     return status;
 }

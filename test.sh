@@ -68,6 +68,30 @@ log_has() {
 
 url() { echo "https://localhost:$port$1"; }
 
+# server_threads: the server's threads beyond those it has when idle (the
+# accept loop, and ThreadSanitizer's own under make tsan): 0 = no connection
+server_threads() { echo $(( $(awk '/^Threads:/ {print $2}' "/proc/$server_pid/status") - idle_threads )); }
+# start_idle_server FLAGS...: start_server, one visit (so that ThreadSanitizer
+# has started its own thread), and the idle count of threads
+start_idle_server() {
+    start_server "$@"
+    curl -sS -o /dev/null --cacert "$certs/server_cert.pem" "$(url /)"
+    idle_threads=0
+    sleep 0.2
+    idle_threads=$(server_threads)
+}
+# wait_threads N: until the server runs N connection threads, or more when
+# N > 0 (at most 10 s)
+wait_threads() {
+    local n
+    for _ in $(seq 100); do
+        n=$(server_threads)
+        { [ "$n" = "$1" ] || { [ "$1" -gt 0 ] && [ "$n" -gt "$1" ]; }; } && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 ALICE_P12=(--cert "$certs/alice.p12" --cert-type p12)
 BOB_P12=(--cert "$certs/bob.p12" --cert-type p12)
 ALICE_PEM=(--cert "$certs/alice_cert.pem" --key "$certs/alice_key.pem")
@@ -268,6 +292,35 @@ if grep -qF 'admitted "CN=\\<script\\>alert(1)\\</script\\> \\\"Zoë\\\"\\, Jr."
 else
     fail "log: a readable name stays readable: Zoë, with her quotes escaped" "$(grep -a 'Zo' "$log")"
 fi
+
+echo "# a revocation takes effect at the next connection, without a restart"
+# Our CA revokes Zoë and publishes a new CRL with openssl ca, as gencerts.sh
+# made the first; written beside crl.pem and renamed over it, so that the
+# server never reads half a file.
+publish_crl() {   # publish_crl CA-CERT CA-KEY: a CRL of our CA's records, over crl.pem
+    (cd "$certs" && openssl ca -config ca/ca.cnf -gencrl -cert "$1" -keyfile "$2" \
+        -out crl.new >/dev/null 2>&1 && mv crl.new crl.pem) || fail "openssl ca -gencrl ($1)"
+}
+(cd "$certs" && openssl ca -config ca/ca.cnf -revoke zoe_cert.pem -crl_reason keyCompromise \
+    >/dev/null 2>&1) || fail "openssl ca -revoke zoe_cert.pem"
+publish_crl server_cert.pem server_key.pem
+# shellcheck disable=SC2046   # pem prints flags to split
+{
+expect "Zoë, revoked while the server runs: 403 'revoked by its issuer'" 403 "because it was revoked by its issuer" \
+    $(pem zoe) "$(url /authenticate)"
+log_has "  ... the server loaded the new CRL first" "^server: $certs/crl\\.pem changed: loading the credentials anew"
+expect "  ... and Alice is still welcome" 200 "$HELLO" "${ALICE_P12[@]}" "$(url /authenticate)"
+# a CRL none of our CAs signed: refused, and the one loaded before stays
+cp "$certs/crl.pem" "$work/crl.good"
+publish_crl mallory_ca_cert.pem mallory_ca_key.pem
+expect "a CRL from Mallory's CA put in its place: refused, Zoë still revoked" 403 "because it was revoked by its issuer" \
+    $(pem zoe) "$(url /authenticate)"
+log_has "  ... and the server says it keeps what it had" '^server: keeping the credentials loaded before$'
+cp "$work/crl.good" "$certs/crl.new" && mv "$certs/crl.new" "$certs/crl.pem"
+stop_server
+start_idle_server --timeout 2
+expect "after a restart, Zoë is still revoked" 403 "because it was revoked by its issuer" $(pem zoe) "$(url /authenticate)"
+}
 
 echo "# TLS policy: versions, resumption, renegotiation"
 TLSCLIENT=(tests/tlsclient --port "$port" --ca "$certs/server_cert.pem")
@@ -475,10 +528,12 @@ soak_round() {
     fi
 }
 soak_round      # the first round warms up whatever GnuTLS and malloc keep
+wait_threads 0  # the last connection's thread may still be closing
 read -r fds_before rss_before <<<"$(server_usage)"
 for _ in $(seq 9); do
     [ "$soak_ok" = 1 ] && soak_round
 done
+wait_threads 0
 read -r fds_after rss_after <<<"$(server_usage)"
 [ "$soak_ok" = 1 ] && ok "soak: $SOAK_CONNECTIONS answers, every one as expected"
 echo "       descriptors $fds_before -> $fds_after, resident memory $rss_before -> $rss_after KiB"
@@ -516,18 +571,6 @@ fi
 log_has "SIGTERM: the connection in flight is dropped and logged" '^127\.0\.0\.1 - "" - .*dropped: the server is stopping$'
 
 echo "# many visitors at once: a thread per connection, with caps"
-# server_threads: the server's threads beyond those it has when idle (the
-# accept loop, and ThreadSanitizer's own under make tsan): 0 = no connection
-server_threads() { echo $(( $(awk '/^Threads:/ {print $2}' "/proc/$server_pid/status") - idle_threads )); }
-# start_idle_server FLAGS...: start_server, one visit (so that ThreadSanitizer
-# has started its own thread), and the idle count of threads
-start_idle_server() {
-    start_server "$@"
-    curl -sS -o /dev/null --cacert "$certs/server_cert.pem" "$(url /)"
-    idle_threads=0
-    sleep 0.2
-    idle_threads=$(server_threads)
-}
 # flood_from SOURCE FLOOD-ARGS...: tests/flood.py in the background, from
 # SOURCE; returns once it has tried every connection (its line is in $flood)
 flood_from() {
@@ -539,17 +582,6 @@ flood_from() {
     flood_pid=$!
     for _ in $(seq 200); do [ -s "$work/flood.ready" ] && break; sleep 0.1; done
     flood=$(cat "$work/flood.ready" 2>/dev/null)
-}
-# wait_threads N: until the server runs N connection threads, or more when
-# N > 0 (at most 10 s)
-wait_threads() {
-    local n
-    for _ in $(seq 100); do
-        n=$(server_threads)
-        { [ "$n" = "$1" ] || { [ "$1" -gt 0 ] && [ "$n" -gt "$1" ]; }; } && return 0
-        sleep 0.1
-    done
-    return 1
 }
 plain_build() { [ "$SERVER" = ./server ] && [ -z "${SERVER_WRAPPER:-}" ]; }
 
@@ -764,6 +796,8 @@ refuses "CRL not signed by our CA"     1 "no usable CRL in $work/mallory_crl.pem
 refuses "--crl FILE that is missing"   1 "$work/nowhere.pem" "$SERVER" --certs "$certs" --crl "$work/nowhere.pem"
 refuses "bad --port"                   2 "--port wants a number from 0 to 65535, not '70000'" "$SERVER" --port 70000
 refuses "bad --timeout"                2 "--timeout wants a number from 1 to 3600, not '0'" "$SERVER" --timeout 0
+refuses "bad --max-clients"            2 "--max-clients wants a number from 1 to 10000, not '0'" "$SERVER" --max-clients 0
+refuses "bad --max-per-address"        2 "--max-per-address wants a number from 1 to 10000, not 'x'" "$SERVER" --max-per-address x
 refuses "unknown flag"                 2 "unknown flag '--frobnicate'" "$SERVER" --frobnicate
 refuses "flag without its value"       2 "--certs needs a value" "$SERVER" --certs
 
