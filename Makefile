@@ -68,7 +68,7 @@ server-asan: server.c
 asan: server-asan tests/tlsclient
 	SERVER=./server-asan ./test.sh
 
-# ThreadSanitizer: every connection has a thread of its own (server.c, section 10)
+# ThreadSanitizer: every connection is served by a worker thread (server.c, section 10)
 server-tsan: server.c
 	$(CC) $(CPPFLAGS) -g -O1 -fsanitize=thread $(WARNINGS) -pthread $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)
 

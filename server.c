@@ -22,8 +22,8 @@
  *
  * Skip the rest on a first pass: it is THE MACHINERY, what a real server
  * needs that express and Node did for the tutorial (sections 7 to 12: the
- * deadline on every connection, the log, HTTP by hand, the accept loop with
- * a thread per connection, the command line, main).  Come back to 7, 8 and
+ * deadline on every connection, the log, HTTP by hand, the accept loop and
+ * its worker threads, the command line, main).  Come back to 7, 8 and
  * 10 to see why a slow or hostile client can't hold the server, forge its
  * log, or keep others out.
  *
@@ -1353,19 +1353,24 @@ static int parse_request(const char *head, size_t len, struct request *req)
  * IPv6.
  *
  * Many visitors at once.  Node serves them all on one event loop.  Here the
- * accept loop hands each connection to a thread of its own and goes straight
+ * accept loop hands each connection to a worker thread and goes straight
  * back to accept(), so serve_connection stays one straight, blocking story
  * with its own deadline, and a visitor who connects and says nothing holds
- * one thread, not the server.  Threads, not processes: on these 2-core
+ * one worker, not the server.  Threads, not processes: on these 2-core
  * machines a thread costs tens of microseconds to start, where fork, exit and
  * waitpid cost 0.26-0.4 ms, 15-25% of a whole ECDSA connection; and GnuTLS
  * lets threads share credentials and priorities read-only (its manual,
  * "Thread safety"), while each session stays in the thread that made it.
+ * A worker is started the first time its slot is needed and then kept for
+ * the next connection, not one thread per connection: GnuTLS 3.7 keeps a
+ * random generator per thread that has used it and frees them only at
+ * exit (about 0.2 KiB each, measured), so a new thread for every connection
+ * would make the server grow without end.  At most --max-clients workers.
  *
  * What the threads share, and how:
  *   - srv (credentials, priorities, settings): loaded before the first
  *     thread starts, read-only after;
- *   - the slots below, one per connection in flight: under clients.lock;
+ *   - the slots below, one per worker: under clients.lock;
  *   - the log: one write() per line (section 8), so lines never mix;
  *   - stop_requested: an atomic flag.
  * Bounds, so that concurrency is not a new way to exhaust the machine:
@@ -1396,22 +1401,24 @@ struct shared_creds {
     int users;                      /* connections using it, +1 while it is current */
 };
 
-enum slot_state { FREE, RUNNING, DONE };
-
+/* One worker thread and the connection it serves, if any. */
 struct slot {
-    enum slot_state state;
+    bool started;                   /* its thread exists */
+    bool busy;                      /* it has a connection: fd, peer, creds */
     pthread_t thread;
-    int fd;                         /* the connection; -1 once its thread closed it */
+    pthread_cond_t work;            /* signalled when busy becomes true, or at a stop */
+    int fd;
     char peer[INET6_ADDRSTRLEN];
     const struct server *srv;
     struct shared_creds *creds;
 };
 
 static struct {
-    pthread_mutex_t lock;           /* guards every slot's state, fd and peer */
+    pthread_mutex_t lock;           /* guards every slot, and stopping */
     struct slot *slots;
     int count;
-    int done_pipe[2];               /* a finished thread writes a byte here */
+    bool stopping;
+    int done_pipe[2];               /* a worker writes a byte here when it is free again */
     time_t refused_logged;          /* when the last refusal was logged */
     unsigned long refused_unlogged; /* refusals since, not logged */
     struct shared_creds *creds;     /* the set new connections get */
@@ -1559,43 +1566,46 @@ static void describe_peer(const struct sockaddr_storage *peer, socklen_t len,
         memmove(out, out + 7, strlen(out + 7) + 1);     /* IPv4 as IPv4 */
 }
 
-/* One connection's thread: the lesson's serve_connection, then the slot is
- * handed back.  The fd is closed under the lock, so that a stop never shuts
- * down a descriptor number the system has given to someone else. */
-static void *connection_thread(void *arg)
+/* A worker: wait for a connection, serve it (the lesson's serve_connection),
+ * hand the slot back, wait for the next.  The fd is closed under the lock,
+ * so that a stop never shuts down a descriptor number the system has given
+ * to someone else. */
+static void *worker(void *arg)
 {
     struct slot *slot = arg;
     char done = 1;
 
-    serve_connection(slot->srv, slot->creds->creds, slot->fd, slot->peer);
     pthread_mutex_lock(&clients.lock);
-    close(slot->fd);
-    slot->fd = -1;
-    release_creds(slot->creds);
-    slot->creds = NULL;
-    slot->state = DONE;
-    pthread_mutex_unlock(&clients.lock);
-    if (write(clients.done_pipe[1], &done, 1) < 0) {
-        /* the pipe is full: the loop has wake-ups pending already */
+    for (;;) {
+        while (!slot->busy && !clients.stopping)
+            pthread_cond_wait(&slot->work, &clients.lock);
+        if (!slot->busy)
+            break;                                      /* stopping */
+        pthread_mutex_unlock(&clients.lock);
+        serve_connection(slot->srv, slot->creds->creds, slot->fd, slot->peer);
+        pthread_mutex_lock(&clients.lock);
+        close(slot->fd);
+        slot->fd = -1;
+        release_creds(slot->creds);
+        slot->creds = NULL;
+        slot->busy = false;
+        if (write(clients.done_pipe[1], &done, 1) < 0) {
+            /* the pipe is full: the loop has wake-ups pending already */
+        }
     }
+    pthread_mutex_unlock(&clients.lock);
     return NULL;
 }
 
-/* Join the threads that have finished; return a free slot, or NULL when
- * every slot is in use.  Only the accept loop calls this. */
+/* A slot with no connection, or NULL when every one is busy.  Only the
+ * accept loop calls this. */
 static struct slot *free_slot(void)
 {
     struct slot *found = NULL;
     pthread_mutex_lock(&clients.lock);
-    for (int i = 0; i < clients.count; i++) {
-        struct slot *slot = &clients.slots[i];
-        if (slot->state == DONE) {
-            pthread_join(slot->thread, NULL);   /* it has left the lock for good */
-            slot->state = FREE;
-        }
-        if (slot->state == FREE && found == NULL)
-            found = slot;
-    }
+    for (int i = 0; i < clients.count && found == NULL; i++)
+        if (!clients.slots[i].busy)
+            found = &clients.slots[i];
     pthread_mutex_unlock(&clients.lock);
     return found;
 }
@@ -1605,7 +1615,7 @@ static int in_flight_from(const char *peer)
     int n = 0;
     pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++)
-        n += clients.slots[i].state == RUNNING && strcmp(clients.slots[i].peer, peer) == 0;
+        n += clients.slots[i].busy && strcmp(clients.slots[i].peer, peer) == 0;
     pthread_mutex_unlock(&clients.lock);
     return n;
 }
@@ -1633,47 +1643,51 @@ static void refuse_busy_address(int fd, const char *peer, int max)
     clients.refused_unlogged = 0;
 }
 
+/* Hand the connection to the slot's worker, starting the worker first if
+ * this slot never had one. */
 static void start_connection(struct slot *slot, const struct server *srv, int fd,
                              const char *peer)
 {
     pthread_mutex_lock(&clients.lock);
-    slot->state = RUNNING;
+    if (!slot->started) {
+        int ret = pthread_create(&slot->thread, NULL, worker, slot);
+        if (ret != 0) {
+            pthread_mutex_unlock(&clients.lock);
+            fprintf(stderr, "server: no thread for a client from %s: %s\n", peer, strerror(ret));
+            close(fd);
+            return;
+        }
+        slot->started = true;
+    }
+    slot->busy = true;
     slot->fd = fd;
     slot->srv = srv;
     slot->creds = clients.creds;
     slot->creds->users++;
     snprintf(slot->peer, sizeof slot->peer, "%s", peer);
+    pthread_cond_signal(&slot->work);
     pthread_mutex_unlock(&clients.lock);
-    int ret = pthread_create(&slot->thread, NULL, connection_thread, slot);
-    if (ret != 0) {
-        fprintf(stderr, "server: no thread for a client from %s: %s\n", peer, strerror(ret));
-        pthread_mutex_lock(&clients.lock);
-        close(fd);
-        slot->fd = -1;
-        release_creds(slot->creds);
-        slot->creds = NULL;
-        slot->state = FREE;
-        pthread_mutex_unlock(&clients.lock);
-    }
 }
 
 /* Stopping: the connections in flight are cut short (shutdown ends their
- * waits at once, and each logs "dropped: the server is stopping"), then
- * every thread is joined, so that none runs when the credentials are freed. */
+ * waits at once, and each logs "dropped: the server is stopping"), every
+ * worker is told to end and joined, so that none runs when the credentials
+ * are freed. */
 static void stop_connections(void)
 {
-    bool started[clients.count];
-
     pthread_mutex_lock(&clients.lock);
+    clients.stopping = true;
     for (int i = 0; i < clients.count; i++) {
-        started[i] = clients.slots[i].state != FREE;
-        if (clients.slots[i].state == RUNNING)
+        if (clients.slots[i].busy)
             shutdown(clients.slots[i].fd, SHUT_RDWR);
+        pthread_cond_signal(&clients.slots[i].work);
     }
     pthread_mutex_unlock(&clients.lock);
-    for (int i = 0; i < clients.count; i++)     /* not under the lock: they need it to end */
-        if (started[i])
+    for (int i = 0; i < clients.count; i++) {     /* not under the lock: they need it to end */
+        if (clients.slots[i].started)
             pthread_join(clients.slots[i].thread, NULL);
+        pthread_cond_destroy(&clients.slots[i].work);
+    }
 }
 
 /* A pause after an error that will not go away at once (out of descriptors
@@ -1693,6 +1707,8 @@ static int accept_loop(const struct server *srv)
         free(clients.slots);
         return -1;
     }
+    for (int i = 0; i < clients.count; i++)
+        pthread_cond_init(&clients.slots[i].work, NULL);
     while (!stop_requested) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
