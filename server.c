@@ -114,8 +114,6 @@ struct server {
     gnutls_priority_t priorities;
     int listen_fd;
     int timeout_ms;
-    bool reject_unauthorized;
-    int max_clients, max_per_address;
 };
 
 /* GnuTLS's "Error while reading file" does not say which one; we do. */
@@ -270,7 +268,7 @@ static int start_session(const struct server *srv, struct connection *conn,
     if (ret < 0)
         goto fail_session;
 
-    if (!srv->reject_unauthorized) {
+    if (!srv->opts->reject_unauthorized) {
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
     } else {
         static gnutls_typed_vdata_st purpose = {
@@ -1700,7 +1698,7 @@ static void pause_after(const char *what)
 
 static int accept_loop(const struct server *srv)
 {
-    clients.count = srv->max_clients;
+    clients.count = srv->opts->max_clients;
     clients.slots = calloc((size_t)clients.count, sizeof *clients.slots);
     if (clients.slots == NULL || pipe2(clients.done_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
         fprintf(stderr, "server: %s\n", strerror(errno ? errno : ENOMEM));
@@ -1739,8 +1737,8 @@ static int accept_loop(const struct server *srv)
             continue;
         }
         describe_peer(&peer, len, peer_text, sizeof peer_text);
-        if (in_flight_from(peer_text) >= srv->max_per_address) {
-            refuse_busy_address(fd, peer_text, srv->max_per_address);
+        if (in_flight_from(peer_text) >= srv->opts->max_per_address) {
+            refuse_busy_address(fd, peer_text, srv->opts->max_per_address);
         } else {
             reload_if_crl_changed(srv->opts);
             start_connection(slot, srv, fd, peer_text);
@@ -1919,9 +1917,6 @@ int main(int argc, char **argv)
     case -1: return 2;
     }
     srv.timeout_ms = opt.timeout_s * 1000;
-    srv.reject_unauthorized = opt.reject_unauthorized;
-    srv.max_clients = opt.max_clients;
-    srv.max_per_address = opt.max_per_address;
     srv.opts = &opt;
     if (load_first_creds(&opt) < 0 || load_priorities(&srv) < 0 || install_signal_handlers() < 0 ||
         (srv.listen_fd = open_listener(opt.port, &port)) < 0) {
@@ -1929,7 +1924,7 @@ int main(int argc, char **argv)
         free_server(&srv);
         return 1;
     }
-    if (srv.reject_unauthorized)
+    if (opt.reject_unauthorized)
         fprintf(stderr, "server: --reject-unauthorized: a client without a trusted certificate "
                         "is refused in the handshake, with no page\n");
     fprintf(stderr, "server: listening on https://localhost:%d/ (Ctrl-C stops)\n", port);
