@@ -33,6 +33,7 @@
 #define _GNU_SOURCE     /* ppoll */
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -51,12 +52,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/pkcs12.h>
 #include <gnutls/x509.h>
 
 #define DEFAULT_PORT      9999      /* the tutorial's listen(9999) */
@@ -64,7 +69,9 @@
 #define DEFAULT_TIMEOUT_S 5         /* longest time one client may take */
 #define DEFAULT_MAX_CLIENTS 64      /* connections in flight (section 10 says why) */
 #define DEFAULT_MAX_PER_ADDRESS 8   /* of those, from one client address */
+#define DEFAULT_INVITE_HOURS 24     /* part 2: how long an invitation is good for */
 #define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
+#define MAX_REQUEST_BODY  4096      /* part 2's forms: a code, a passphrase, a box */
 
 /* ========================================================================== */
 /*                        THE LESSON: the tutorial in C                       */
@@ -89,6 +96,15 @@ struct options {
     bool reject_unauthorized;    /* the tutorial's other choice (section 2) */
     int max_clients;             /* connections in flight at most (section 10) */
     int max_per_address;         /* of those, from one address */
+    /* Part 2: the server issues and revokes certificates */
+    char certs_dir[PATH_MAX];    /* where invites/ and issued/ are kept */
+    char issuer_cert_file[PATH_MAX];    /* the CA that signs: server_cert.pem */
+    char issuer_key_file[PATH_MAX];     /* and its key: server_key.pem */
+    bool enroll;                 /* --enroll: the part-2 pages */
+    const char *invite_name;     /* --invite NAME */
+    int invite_hours;            /* --invite-hours */
+    const char *revoke_serial;   /* --revoke SERIAL */
+    bool renew_crl;              /* --renew-crl */
 };
 
 /*
@@ -109,8 +125,10 @@ struct options {
 /* What every connection shares, read-only.  The credentials themselves
  * (opts, loaded) are handed to each connection as it starts (section 10):
  * they are loaded anew when crl.pem changes. */
+struct issuer;
 struct server {
     const struct options *opts;
+    const struct issuer *issuer;        /* part 2, under --enroll; else NULL */
     gnutls_priority_t priorities;
     int listen_fd;
     int timeout_ms;
@@ -550,7 +568,16 @@ struct request {
     size_t method_len;
     const char *path;           /* the target without its ?query */
     size_t path_len;
+    const char *query;          /* after the '?', or NULL */
+    size_t query_len;
     const char *problem;        /* why the head is malformed, for the log */
+    /* Part 2 reads request bodies and asks where a form came from: */
+    long content_length;        /* -1: no Content-Length */
+    bool transfer_encoding;     /* a Transfer-Encoding header (chunked) came */
+    const char *host, *origin, *fetch_site;     /* header values, or NULL */
+    size_t host_len, origin_len, fetch_site_len;
+    const char *body;           /* a POST's body, once read (section 9) */
+    size_t body_len;
 };
 
 static bool path_is(const struct request *req, const char *path)
@@ -612,6 +639,9 @@ static const char *status_text(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 505: return "HTTP Version Not Supported";
@@ -639,30 +669,28 @@ static void note_visitor(struct connection *conn, const struct identity *id)
         note(conn, "no client certificate");
 }
 
-/* Tutorial: app.get('/authenticate', ...), its three answers.  Sets *status. */
-static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
+/* Tutorial: app.get('/authenticate', ...), its three answers: the page for
+ * what section 4 found.  Sets *status. */
+static char *greeting(const struct identity *id, int *status)
 {
-    struct identity id;
     char *page = NULL, *who = NULL, *issuer = NULL;
 
-    check_client_certificate(s, &id);
-    note_visitor(conn, &id);
-    if (id.presented) {
+    if (id->presented) {
         /* whoever makes a certificate chooses its names: escape them for HTML */
-        who = html_escape(id.subject_cn ? id.subject_cn : "stranger");
-        issuer = html_escape(id.issuer_cn ? id.issuer_cn : "an unknown issuer");
+        who = html_escape(id->subject_cn ? id->subject_cn : "stranger");
+        issuer = html_escape(id->issuer_cn ? id->issuer_cn : "an unknown issuer");
         if (who == NULL || issuer == NULL)
             goto out;
     }
-    if (id.authorized) {                    /* if (req.client.authorized) */
+    if (id->authorized) {                   /* if (req.client.authorized) */
         *status = 200;
         page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
-    } else if (id.presented) {              /* else if (cert.subject) */
+    } else if (id->presented) {             /* else if (cert.subject) */
         *status = 403;
         /* the tutorial's sentence, then why */
         page = format_text("Sorry %s, certificates from %s are not welcome here.\n"
                            "<p>Refused because %s.</p>",
-                           who, issuer, id.page_reason ? id.page_reason : "it is not trusted");
+                           who, issuer, id->page_reason ? id->page_reason : "it is not trusted");
     } else {
         *status = 401;
         page = strdup("Sorry, but you need to provide a client certificate to continue.");
@@ -670,61 +698,129 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn, int 
 out:
     free(who);
     free(issuer);
+    return page;
+}
+
+static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
+{
+    struct identity id;
+    check_client_certificate(s, &id);
+    note_visitor(conn, &id);
+    char *page = greeting(&id, status);
     free_identity(&id);
     return page;
 }
 
-/* Route the request (tutorial: app.get('/') and app.get('/authenticate'))
- * and return the page; *status says which answer it is. */
-static char *route(gnutls_session_t s, struct connection *conn,
-                   const struct request *req, int *status)
-{
-    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-        *status = 405;
-    } else if (path_is(req, "/")) {
-        *status = 200;      /* the landing page: unprotected, for everyone */
-        return strdup("<a href=\"authenticate\">Log in using client certificate</a>");
-    } else if (path_is(req, "/authenticate")) {
-        return authenticate_page(s, conn, status);
-    } else {
-        *status = 404;
-    }
-    return format_text("%d %s", *status, status_text(*status));
-}
-
-/* The answer to send: its status, its page, and whether it is for HEAD. */
+/* The answer to send.  Part 1's are all HTML; part 2's bundle is not. */
 struct answer {
     int status;
     char *page;
+    size_t page_len;            /* 0: strlen(page) */
+    const char *content_type;   /* NULL: text/html */
+    char disposition[128];      /* Content-Disposition, if any */
+    const char *allow;          /* the Allow header of a 405 */
     bool head_only;
 };
 
-static int read_request_head(gnutls_session_t s, struct connection *conn,
-                             char *buf, size_t cap, const char **head, size_t *head_len);
+struct server;
+static void enroll_form(const struct server *srv, struct connection *conn,
+                        const struct request *req, struct answer *ans);
+static void enroll_bundle(const struct server *srv, struct connection *conn, const struct request *req,
+                   struct answer *ans);
+static void certificates_page(gnutls_session_t s, const struct server *srv,
+                              struct connection *conn, struct answer *ans);
+static void revoke_certificate(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                   const struct request *req, struct answer *ans);
+
+/* Which routes take a POST: part 2's, and only under --enroll. */
+static bool takes_post(const struct server *srv, const struct request *req)
+{
+    return srv->issuer && (path_is(req, "/enroll") || path_is(req, "/revoke"));
+}
+
+/* Route the request (tutorial: app.get('/') and app.get('/authenticate'))
+ * into ans.  Part 2's routes exist only under --enroll. */
+static void route(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                  const struct request *req, struct answer *ans)
+{
+    bool get = method_is(req, "GET") || method_is(req, "HEAD"), post = method_is(req, "POST");
+    bool part2 = srv->issuer != NULL;
+
+    if (get && path_is(req, "/")) {
+        ans->status = 200;  /* the landing page: unprotected, for everyone */
+        ans->page = strdup(part2 ? "<a href=\"authenticate\">Log in using client certificate</a>"
+                                   "\n<p><a href=\"certificates\">Your certificates</a></p>"
+                                 : "<a href=\"authenticate\">Log in using client certificate</a>");
+    } else if (get && path_is(req, "/authenticate")) {
+        ans->page = authenticate_page(s, conn, &ans->status);
+    } else if (part2 && get && path_is(req, "/enroll")) {
+        enroll_form(srv, conn, req, ans);
+    } else if (part2 && post && path_is(req, "/enroll")) {
+        enroll_bundle(srv, conn, req, ans);
+    } else if (part2 && get && path_is(req, "/certificates")) {
+        certificates_page(s, srv, conn, ans);
+    } else if (part2 && post && path_is(req, "/revoke")) {
+        revoke_certificate(s, srv, conn, req, ans);
+    } else {
+        bool known = path_is(req, "/") || path_is(req, "/authenticate") ||
+                     (part2 && (path_is(req, "/enroll") || path_is(req, "/certificates") ||
+                                path_is(req, "/revoke")));
+        ans->status = known ? 405 : 404;
+        ans->allow = !known ? NULL
+                   : takes_post(srv, req) ? (path_is(req, "/enroll") ? "GET, HEAD, POST" : "POST")
+                                          : "GET, HEAD";
+        ans->page = format_text("%d %s", ans->status, status_text(ans->status));
+    }
+}
+
+static int read_request_head(gnutls_session_t s, struct connection *conn, char *buf,
+                             size_t cap, const char **head, size_t *head_len, size_t *used);
 static int parse_request(const char *head, size_t len, struct request *req);
+static int read_body(gnutls_session_t s, struct connection *conn, struct request *req,
+                     const char *early, size_t early_len, char *body, size_t cap);
+static bool from_our_page(const struct request *req);
 
 /* What express does for the tutorial: read the request, check its form, and
  * route it, or pick the error that says what is wrong with it.  Returns -1
  * when there is no request to answer (the client left, or TLS failed). */
-static int answer_request(gnutls_session_t s, struct connection *conn, struct answer *ans)
+static int answer_request(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                          struct answer *ans)
 {
-    char buf[MAX_REQUEST_HEAD];
+    char buf[MAX_REQUEST_HEAD], body[MAX_REQUEST_BODY];
     const char *head;
-    size_t head_len = 0;
+    size_t head_len = 0, used = 0;
     struct request req;
 
-    int ret = read_request_head(s, conn, buf, sizeof buf, &head, &head_len);
+    int ret = read_request_head(s, conn, buf, sizeof buf, &head, &head_len, &used);
     if (ret < 0)
         return -1;
     ans->status = ret > 0 ? ret : parse_request(head, head_len, &req);   /* 414, 431; 400, 505 */
+    if (ans->status == 0 && method_is(&req, "POST") && takes_post(srv, &req)) {
+        /* Part 2's forms: where from (section E), then the body */
+        if (!from_our_page(&req)) {
+            note(conn, "a POST from another site's page (Origin, Sec-Fetch-Site)");
+            ans->status = 403;
+        } else {
+            const char *early = head + head_len;
+            ret = read_body(s, conn, &req, early, used - (size_t)(early - buf), body, sizeof body);
+            if (ret < 0)
+                return -1;
+            ans->status = ret;                                          /* 411, 413 */
+        }
+        if (ans->status != 0) {
+            ans->page = format_text("%d %s", ans->status, status_text(ans->status));
+            goto out;
+        }
+    }
     if (ans->status == 0) {
         ans->head_only = method_is(&req, "HEAD");
-        ans->page = route(s, conn, &req, &ans->status);
+        route(s, srv, conn, &req, ans);
     } else {
         if (ret == 0)
             note(conn, "%s", req.problem);
         ans->page = format_text("%d %s", ans->status, status_text(ans->status));
     }
+out:
     if (ans->page == NULL) {
         ans->status = 500;
         note(conn, "out of memory");
@@ -750,35 +846,54 @@ static int send_all(gnutls_session_t s, const char *data, size_t len)
 
 /* Status line, headers and body in one message, so that they leave in one
  * TLS record.  HEAD gets the same headers and no body. */
-static int send_response(gnutls_session_t s, struct connection *conn, int status,
-                         const char *body, bool head_only)
+static int send_response(gnutls_session_t s, struct connection *conn, const struct answer *ans)
 {
     char date[64];
     time_t now = time(NULL);
     struct tm tm;
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
 
+    /* An HTML page ends with a newline; the bundle is sent as it is. */
+    bool html = ans->content_type == NULL;
+    size_t body_len = html ? strlen(ans->page) + 1 : ans->page_len;
+    char allow[64] = "", disposition[160] = "";
+    if (ans->allow)
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", ans->allow);
+    if (ans->disposition[0])
+        snprintf(disposition, sizeof disposition, "Content-Disposition: %s\r\n",
+                 ans->disposition);
     /* Cache-Control: the page depends on the certificate, so no cache may
-     * hand Alice's greeting to the next visitor. */
-    char *msg = format_text("HTTP/1.1 %d %s\r\n"
-                            "Date: %s\r\n"
-                            "Content-Type: text/html; charset=utf-8\r\n"
-                            "Content-Length: %zu\r\n"
-                            "Cache-Control: no-store\r\n"
-                            "%s"
-                            "Connection: close\r\n"
-                            "\r\n"
-                            "%s\n",
-                            status, status_text(status), date, strlen(body) + 1,
-                            status == 405 ? "Allow: GET, HEAD\r\n" : "",
-                            head_only ? "" : body);
-    if (msg == NULL)
+     * hand Alice's greeting to the next visitor (nor keep Carol's key). */
+    char *head = format_text("HTTP/1.1 %d %s\r\n"
+                             "Date: %s\r\n"
+                             "Content-Type: %s\r\n"
+                             "Content-Length: %zu\r\n"
+                             "Cache-Control: no-store\r\n"
+                             "%s%s"
+                             "Connection: close\r\n"
+                             "\r\n",
+                             ans->status, status_text(ans->status), date,
+                             html ? "text/html; charset=utf-8" : ans->content_type, body_len,
+                             allow, disposition);
+    size_t head_len = head ? strlen(head) : 0;
+    size_t len = head_len + (ans->head_only ? 0 : body_len);
+    char *msg = head ? malloc(len) : NULL;
+    if (msg == NULL) {
+        free(head);
         return GNUTLS_E_MEMORY_ERROR;
-    size_t len = strlen(msg) - (head_only ? 1 : 0);    /* HEAD: not even the newline */
+    }
+    memcpy(msg, head, head_len);
+    if (!ans->head_only) {
+        memcpy(msg + head_len, ans->page, body_len - (html ? 1 : 0));
+        if (html)
+            msg[len - 1] = '\n';
+    }
     int ret = send_all(s, msg, len);
+    gnutls_memset(msg, 0, len);     /* the bundle holds a private key */
     free(msg);
+    free(head);
     if (ret == 0)
-        conn->status = status;
+        conn->status = ans->status;
     return ret;
 }
 
@@ -822,9 +937,9 @@ static void serve_connection(const struct server *srv, gnutls_certificate_creden
     conn.tls_version = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
 
     /* The request, the certificate check, the page: sections 4 and 5. */
-    if (answer_request(s, &conn, &ans) < 0)
+    if (answer_request(s, srv, &conn, &ans) < 0)
         goto out;
-    ret = send_response(s, &conn, ans.status, ans.page, ans.head_only);   /* res.send */
+    ret = send_response(s, &conn, &ans);   /* res.send */
     if (ret < 0) {
         tls_failure(s, &conn, "sending the answer failed", gnutls_strerror(ret), ret);
         goto out;
@@ -840,9 +955,999 @@ out:
     if (conn.status == 0 && stop_requested)
         note(&conn, "dropped: the server is stopping");
     log_connection(&conn);
+    if (ans.page && ans.page_len)
+        gnutls_memset(ans.page, 0, ans.page_len);  /* part 2's bundle */
     free(ans.page);
     if (s)
         gnutls_deinit(s);
+}
+
+/* ========================================================================== */
+/*      PART 2: the article the tutorial promised.  The server issues,        */
+/*      and takes back, client certificates itself (./server --enroll).       */
+/* ========================================================================== */
+/*
+ * The tutorial ends: "we don't want to generate keys for our users via the
+ * command line and have them installing them into their browsers manually.
+ * In the next article, we'll see how we can generate new client
+ * certificates dynamically and install them seamlessly to the users'
+ * browser."  That article was never published.  This is it:
+ *
+ *   A. invitations    ./server --invite Carol prints a link that works once
+ *   B. issuing        a new key pair and a certificate for the invited name
+ *   C. the bundle     both in one PKCS#12 file, like part 1's alice.p12
+ *   D. revocation     a new CRL signed by the CA; the server reloads it
+ *   E. the pages      GET/POST /enroll, GET /certificates, POST /revoke
+ *
+ * FIRST READING of part 2: B, C and D are the GnuTLS calls that openssl
+ * made in part 1 (gencerts.sh); A and E are how a visitor reaches them.
+ * Part-1 readers can skip to THE MACHINERY.
+ *
+ * "Seamlessly" can't mean what it meant in 2017: browsers have removed the
+ * <keygen> element the author's draft used, and no page may install a
+ * certificate by itself.  The visitor downloads a .p12 and imports it, as
+ * part 1 taught.  Two costs come with it, and README.md ("Part 2") says
+ * what production does instead: the CA's key is now online, in a server
+ * that faces the network, and the server sees each user's private key.
+ */
+
+/* What part 2 uses from the machinery: */
+static size_t utf8_length(const unsigned char *s, size_t n);
+static bool deceptive(const unsigned char *s, size_t len);
+static int join_path(char *out, const char *dir, const char *name);
+static int hex_value(unsigned char c);
+static int form_field(const char *body, size_t len, const char *name, char *out, size_t cap);
+
+#define CODE_BYTES 16           /* 128 bits per invitation code */
+#define MAX_NAME 64             /* bytes of an invited name (RFC 5280's ub-common-name) */
+#define CERT_DAYS 365           /* as gencerts.sh signs Alice */
+#define CRL_DAYS 365            /* nextUpdate, as gencerts.sh's default_crl_days */
+
+/* The CA that signs: the tutorial's server_cert.pem and server_key.pem,
+ * the pair that signed Alice in part 1. */
+struct issuer {
+    gnutls_x509_crt_t crt;
+    gnutls_privkey_t key;
+};
+
+static void free_issuer(struct issuer *ca)
+{
+    if (ca->crt)
+        gnutls_x509_crt_deinit(ca->crt);
+    if (ca->key)
+        gnutls_privkey_deinit(ca->key);
+    ca->crt = NULL;
+    ca->key = NULL;
+}
+
+/* Say which step failed and why, into why[WHY_SIZE]; returns -1. */
+#define WHY_SIZE 256
+static int failed(char *why, const char *step, int ret)
+{
+    snprintf(why, WHY_SIZE, "%.150s: %s", step, gnutls_strerror(ret));
+    return -1;
+}
+
+static int load_issuer(const struct options *o, struct issuer *ca)
+{
+    gnutls_datum_t pem = {NULL, 0};
+    gnutls_pubkey_t pub = NULL;
+    unsigned char id1[64], id2[64];
+    size_t n1 = sizeof id1, n2 = sizeof id2;
+    char why[WHY_SIZE];
+    int ret;
+
+    memset(ca, 0, sizeof *ca);
+    if (check_readable(o->issuer_cert_file, "CA certificate") < 0 ||
+        check_readable(o->issuer_key_file, "CA key") < 0)
+        return -1;
+    if ((ret = gnutls_x509_crt_init(&ca->crt)) < 0 ||
+        (ret = gnutls_load_file(o->issuer_cert_file, &pem)) < 0 ||
+        (ret = gnutls_x509_crt_import(ca->crt, &pem, GNUTLS_X509_FMT_PEM)) < 0) {
+        failed(why, o->issuer_cert_file, ret);
+        goto fail;
+    }
+    gnutls_free(pem.data);
+    pem.data = NULL;
+    if ((ret = gnutls_privkey_init(&ca->key)) < 0 ||
+        (ret = gnutls_load_file(o->issuer_key_file, &pem)) < 0 ||
+        (ret = gnutls_privkey_import_x509_raw(ca->key, &pem, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+        failed(why, o->issuer_key_file, ret);
+        goto fail;
+    }
+    /* A key that is not the certificate's would sign certificates nobody
+     * can verify: compare the two public keys' IDs now. */
+    if ((ret = gnutls_pubkey_init(&pub)) < 0 ||
+        (ret = gnutls_pubkey_import_privkey(pub, ca->key, 0, 0)) < 0 ||
+        (ret = gnutls_pubkey_get_key_id(pub, 0, id1, &n1)) < 0 ||
+        (ret = gnutls_x509_crt_get_key_id(ca->crt, 0, id2, &n2)) < 0) {
+        failed(why, o->issuer_key_file, ret);
+        goto fail;
+    }
+    if (n1 != n2 || memcmp(id1, id2, n1) != 0) {
+        snprintf(why, sizeof why, "%.100s is not the key of %.100s", o->issuer_key_file,
+                 o->issuer_cert_file);
+        goto fail;
+    }
+    gnutls_pubkey_deinit(pub);
+    gnutls_free(pem.data);
+    return 0;
+fail:
+    fprintf(stderr, "server: the CA that signs: %s\n", why);
+    if (pub)
+        gnutls_pubkey_deinit(pub);
+    gnutls_free(pem.data);
+    free_issuer(ca);
+    return -1;
+}
+
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02X", in[i]);
+    out[2 * n] = '\0';
+}
+
+/* ======================= A. Invitations ================================== */
+/*
+ * The author's draft e-mailed a link; we print it, and the operator passes
+ * it on.  The link's code is the only thing that lets a stranger (with no
+ * certificate yet) get one, so:
+ *   - 128 random bits from GnuTLS's key-grade generator (GNUTLS_RND_KEY);
+ *   - on disk only its SHA-256, as the file's name (invites/HASH): a copy
+ *     of the folder does not hold a usable code;
+ *   - compared in constant time, so that timing says nothing about how
+ *     much of a guess was right;
+ *   - used up by renaming HASH to HASH.used, which only one of two
+ *     simultaneous enrollments can do;
+ *   - it names the person: the name in the certificate comes from the
+ *     invitation, never from the form.
+ */
+
+enum invitation_state { INVITE_UNKNOWN, INVITE_OPEN, INVITE_USED, INVITE_EXPIRED };
+
+struct invitation {
+    enum invitation_state state;
+    char name[MAX_NAME + 1];
+    time_t expires;
+    char file[PATH_MAX];
+};
+
+/* A name becomes a certificate's CN and a page's heading: printable UTF-8,
+ * 1 to 64 bytes, no space at either end.  Returns NULL or what is wrong. */
+static const char *bad_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > MAX_NAME)
+        return "a name has 1 to 64 bytes";
+    if (name[0] == ' ' || name[len - 1] == ' ')
+        return "a name does not begin or end with a space";
+    for (size_t i = 0; i < len;) {
+        const unsigned char *s = (const unsigned char *)name + i;
+        size_t n = s[0] < 0x80 ? 1 : utf8_length(s, len - i);
+        if (n == 0)
+            return "a name is UTF-8 text";
+        if ((n == 1 && (s[0] < 0x20 || s[0] == 0x7f)) || deceptive(s, n))
+            return "a name holds no control or direction characters";
+        i += n;
+    }
+    return NULL;
+}
+
+static bool same_secret(const char *a, const char *b, size_t n)
+{
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)     /* no early exit: the time is the same */
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+static int code_hash(const char *code, char hex[65])
+{
+    unsigned char digest[32];
+    int ret = gnutls_hash_fast(GNUTLS_DIG_SHA256, code, strlen(code), digest);
+    if (ret == 0)
+        to_hex(digest, sizeof digest, hex);
+    return ret;
+}
+
+/* ./server --invite NAME: write the invitation, print its link.  Returns
+ * the exit status. */
+static int invite(const struct options *o)
+{
+    unsigned char raw[CODE_BYTES];
+    char code[2 * CODE_BYTES + 1], hash[65], dir[PATH_MAX], file[PATH_MAX];
+    const char *problem = bad_name(o->invite_name);
+    int ret;
+
+    if (problem) {
+        fprintf(stderr, "server: --invite: %s\n", problem);
+        return 2;
+    }
+    if ((ret = gnutls_rnd(GNUTLS_RND_KEY, raw, sizeof raw)) < 0 ||
+        (ret = (to_hex(raw, sizeof raw, code), code_hash(code, hash))) < 0) {
+        fprintf(stderr, "server: --invite: %s\n", gnutls_strerror(ret));
+        return 1;
+    }
+    if (join_path(dir, o->certs_dir, "invites") < 0 || join_path(file, dir, hash) < 0 ||
+        (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
+        fprintf(stderr, "server: --invite: cannot make %s/invites: %s\n", o->certs_dir,
+                strerror(errno));
+        return 1;
+    }
+    FILE *f = NULL;
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    time_t expires = time(NULL) + (time_t)o->invite_hours * 3600;
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL ||
+        fprintf(f, "%lld %s\n", (long long)expires, o->invite_name) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "server: --invite: cannot write %s: %s\n", file, strerror(errno));
+        if (f == NULL && fd >= 0)
+            close(fd);
+        return 1;
+    }
+    printf("https://localhost:%d/enroll?code=%s\n", o->port, code);
+    fprintf(stderr, "server: invited \"%s\" for %d hours; the link works once, with "
+                    "./server --enroll\n", o->invite_name, o->invite_hours);
+    return 0;
+}
+
+/* Find the invitation a code opens, and in what state it is. */
+static void find_invitation(const struct options *o, const char *code, struct invitation *inv)
+{
+    char dir[PATH_MAX], hash[65], name[72] = "";
+    bool used = false;
+
+    memset(inv, 0, sizeof *inv);
+    if (strlen(code) != 2 * CODE_BYTES || code_hash(code, hash) < 0 ||
+        join_path(dir, o->certs_dir, "invites") < 0)
+        return;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        bool is_used = len == 69 && strcmp(e->d_name + 64, ".used") == 0;
+        if ((len == 64 || is_used) && same_secret(e->d_name, hash, 64)) {
+            memcpy(name, e->d_name, len + 1);
+            used = is_used;
+        }
+    }
+    closedir(d);
+    long long expires;
+    FILE *f = name[0] && join_path(inv->file, dir, name) == 0 ? fopen(inv->file, "r") : NULL;
+    if (f == NULL)
+        return;
+    if (fscanf(f, "%lld %64[^\n]", &expires, inv->name) == 2 && bad_name(inv->name) == NULL) {
+        inv->expires = (time_t)expires;
+        inv->state = used ? INVITE_USED : time(NULL) >= inv->expires ? INVITE_EXPIRED : INVITE_OPEN;
+    }
+    fclose(f);
+}
+
+/* Use the invitation up.  rename() is atomic: of two enrollments racing
+ * with one code, one renames the file and the other finds it gone. */
+static bool claim_invitation(const struct invitation *inv)
+{
+    char used[PATH_MAX + 8];
+    snprintf(used, sizeof used, "%s.used", inv->file);
+    return rename(inv->file, used) == 0;
+}
+
+/* ======================= B. Issuing a certificate ======================== */
+/*
+ * What part 1 did with openssl req and openssl x509 -req -CA (gencerts.sh),
+ * with GnuTLS's calls.  The key is ECDSA P-256: fast to make (RSA-4096
+ * takes seconds), and every browser takes it.
+ */
+static int issue_certificate(const struct issuer *ca, const char *name,
+                             gnutls_x509_privkey_t *key_out, gnutls_x509_crt_t *crt_out,
+                             char *why)
+{
+    gnutls_x509_privkey_t key = NULL;
+    gnutls_x509_crt_t crt = NULL;
+    unsigned char serial[16], id[64];
+    size_t id_size;
+    time_t now = time(NULL);
+    int ret;
+
+    /* openssl req -newkey ec: the key pair, made here, in memory */
+    if ((ret = gnutls_x509_privkey_init(&key)) < 0 ||
+        (ret = gnutls_x509_privkey_generate2(key, GNUTLS_PK_ECDSA,
+                   GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0, NULL, 0)) < 0)
+        goto fail_key;
+    if ((ret = gnutls_x509_crt_init(&crt)) < 0)
+        goto fail_crt;
+    /* A random serial (RFC 5280 4.1.2.2: positive, at most 20 bytes): no
+     * counter to keep, and nobody can predict the next one.  The top bits
+     * 01 keep it positive and 16 bytes long. */
+    if ((ret = gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof serial)) < 0)
+        goto fail_crt;
+    serial[0] = (unsigned char)((serial[0] & 0x3f) | 0x40);
+    /* -subj "/CN=Carol", valid for a year from now, with the key above */
+    if ((ret = gnutls_x509_crt_set_version(crt, 3)) < 0 ||
+        (ret = gnutls_x509_crt_set_serial(crt, serial, sizeof serial)) < 0 ||
+        (ret = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, name,
+                                             (unsigned)strlen(name))) < 0 ||
+        (ret = gnutls_x509_crt_set_activation_time(crt, now)) < 0 ||
+        (ret = gnutls_x509_crt_set_expiration_time(crt, now + CERT_DAYS * 86400L)) < 0 ||
+        (ret = gnutls_x509_crt_set_key(crt, key)) < 0)
+        goto fail_crt;
+    /* What a client certificate says of itself (RFC 5280 4.2.1): not a CA;
+     * its key signs (the handshake's CertificateVerify); made for TLS
+     * clients, which is what section 4's purpose check asks of it. */
+    if ((ret = gnutls_x509_crt_set_basic_constraints(crt, 0, -1)) < 0 ||
+        (ret = gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE)) < 0 ||
+        (ret = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_CLIENT, 0)) < 0)
+        goto fail_crt;
+    /* The key identifiers link it to its key and to its issuer's, as
+     * openssl's default extensions do for Alice. */
+    id_size = sizeof id;
+    if ((ret = gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA1, id, &id_size)) < 0 ||
+        (ret = gnutls_x509_crt_set_subject_key_id(crt, id, id_size)) < 0)
+        goto fail_crt;
+    id_size = sizeof id;
+    if ((ret = gnutls_x509_crt_get_subject_key_id(ca->crt, id, &id_size, NULL)) < 0 ||
+        (ret = gnutls_x509_crt_set_authority_key_id(crt, id, id_size)) < 0)
+        goto fail_crt;
+    /* -CA server_cert.pem -CAkey server_key.pem: the CA signs; this also
+     * copies the CA's name into the certificate as its issuer. */
+    if ((ret = gnutls_x509_crt_privkey_sign(crt, ca->crt, ca->key, GNUTLS_DIG_SHA256, 0)) < 0)
+        goto fail_crt;
+    *key_out = key;
+    *crt_out = crt;
+    return 0;
+fail_key:
+    failed(why, "making the key pair", ret);
+    goto out;
+fail_crt:
+    failed(why, "making the certificate", ret);
+out:
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    if (key)
+        gnutls_x509_privkey_deinit(key);
+    return -1;
+}
+
+/* ======================= C. The bundle: PKCS#12 =========================== */
+/*
+ * Part 1's openssl pkcs12 -export, with GnuTLS: a PKCS#12 file holds "bags";
+ * one holds the certificate, one the key, both encrypted under the
+ * passphrase, and a MAC over the lot proves the passphrase on import.  The
+ * two bags share a key ID, which is how an importer pairs them.
+ *
+ * Modern: PBES2 with AES-256 and an HMAC-SHA256 MAC, as OpenSSL 3 writes.
+ * Legacy: PKCS#12's own 3DES and an HMAC-SHA1 MAC, what older macOS and
+ * Windows keychains can read (part 1's "-legacy" for alice.p12).
+ * An empty passphrase is allowed, as in the tutorial: the bags are still
+ * encrypted, under the empty string, which is what importers try first.
+ */
+static int make_pkcs12(gnutls_x509_privkey_t key, gnutls_x509_crt_t crt, const char *name,
+                       const char *passphrase, bool legacy, gnutls_datum_t *out, char *why)
+{
+    unsigned cipher = legacy ? GNUTLS_PKCS_PKCS12_3DES : GNUTLS_PKCS_PBES2_AES_256;
+    gnutls_pkcs12_bag_t crt_bag = NULL, key_bag = NULL;
+    gnutls_pkcs12_t p12 = NULL;
+    gnutls_datum_t key_der = {NULL, 0};
+    unsigned char id[64];
+    size_t id_size = sizeof id;
+    gnutls_datum_t key_id = {id, 0};
+    int ret, i;
+
+    if ((ret = gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA1, id, &id_size)) < 0)
+        goto fail;
+    key_id.size = (unsigned)id_size;
+    /* the certificate's bag */
+    if ((ret = gnutls_pkcs12_bag_init(&crt_bag)) < 0 ||
+        (ret = i = gnutls_pkcs12_bag_set_crt(crt_bag, crt)) < 0 ||
+        (ret = gnutls_pkcs12_bag_set_key_id(crt_bag, i, &key_id)) < 0 ||
+        (ret = gnutls_pkcs12_bag_set_friendly_name(crt_bag, i, name)) < 0 ||
+        (ret = gnutls_pkcs12_bag_encrypt(crt_bag, passphrase, cipher)) < 0)
+        goto fail;
+    /* the key's bag: the key encrypted as PKCS#8 first */
+    if ((ret = gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_DER, passphrase, cipher,
+                                                 &key_der)) < 0 ||
+        (ret = gnutls_pkcs12_bag_init(&key_bag)) < 0 ||
+        (ret = i = gnutls_pkcs12_bag_set_data(key_bag, GNUTLS_BAG_PKCS8_ENCRYPTED_KEY,
+                                              &key_der)) < 0 ||
+        (ret = gnutls_pkcs12_bag_set_key_id(key_bag, i, &key_id)) < 0 ||
+        (ret = gnutls_pkcs12_bag_set_friendly_name(key_bag, i, name)) < 0)
+        goto fail;
+    /* both bags, the MAC, and the file's bytes */
+    if ((ret = gnutls_pkcs12_init(&p12)) < 0 ||
+        (ret = gnutls_pkcs12_set_bag(p12, crt_bag)) < 0 ||
+        (ret = gnutls_pkcs12_set_bag(p12, key_bag)) < 0 ||
+        (ret = gnutls_pkcs12_generate_mac2(p12, legacy ? GNUTLS_MAC_SHA1 : GNUTLS_MAC_SHA256,
+                                           passphrase)) < 0 ||
+        (ret = gnutls_pkcs12_export2(p12, GNUTLS_X509_FMT_DER, out)) < 0)
+        goto fail;
+    ret = 0;
+fail:
+    if (ret < 0)
+        failed(why, "making the PKCS#12 bundle", ret);
+    if (key_der.data) {
+        gnutls_memset(key_der.data, 0, key_der.size);
+        gnutls_free(key_der.data);
+    }
+    if (crt_bag)
+        gnutls_pkcs12_bag_deinit(crt_bag);
+    if (key_bag)
+        gnutls_pkcs12_bag_deinit(key_bag);
+    if (p12)
+        gnutls_pkcs12_deinit(p12);
+    return ret < 0 ? -1 : 0;
+}
+
+/* The certificate, which is public, is kept (issued/SERIAL.pem) so that
+ * /certificates can list it and /revoke can check whose it is.  The key is
+ * not: it leaves in the bundle and the server forgets it. */
+static int keep_certificate(const struct options *o, gnutls_x509_crt_t crt, const char *serial,
+                            char *why)
+{
+    char dir[PATH_MAX], file[PATH_MAX], name[64];
+    gnutls_datum_t pem = {NULL, 0};
+    int ret = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem);
+    if (ret < 0)
+        return failed(why, "exporting the certificate", ret);
+    snprintf(name, sizeof name, "%s.pem", serial);
+    FILE *f = NULL;
+    if (join_path(dir, o->certs_dir, "issued") < 0 || join_path(file, dir, name) < 0 ||
+        (mkdir(dir, 0755) < 0 && errno != EEXIST) || (f = fopen(file, "wx")) == NULL ||
+        fwrite(pem.data, 1, pem.size, f) != pem.size) {
+        snprintf(why, WHY_SIZE, "cannot write issued/%s: %s", name, strerror(errno));
+        ret = -1;
+    }
+    if (f && fclose(f) != 0 && ret == 0) {
+        snprintf(why, WHY_SIZE, "cannot write issued/%s: %s", name, strerror(errno));
+        ret = -1;
+    }
+    gnutls_free(pem.data);
+    return ret < 0 ? -1 : 0;
+}
+
+/* ======================= D. Revocation: a new CRL ========================= */
+/*
+ * Part 1's openssl ca -revoke and -gencrl, with GnuTLS.  crl.pem is the
+ * record: every entry already in it is copied (Carol of part 1 stays
+ * revoked), the new serial is added, and the CA signs the whole list anew
+ * with a later CRL number.  The file is replaced by rename(), so a reader
+ * sees the old list or the new one, never half of one; the running server
+ * notices the change before its next connection (section 10).
+ *
+ * Freshness: GnuTLS refuses a CRL whose nextUpdate has passed, and so does
+ * this server at start.  Each signing puts nextUpdate a year ahead;
+ * ./server --renew-crl signs the same list again, for a cron job.
+ *
+ * One writer at a time: two revocations at once (two threads, or a thread
+ * and ./server --revoke) would each copy the old list and the second rename
+ * would lose the first one's entry.  flock() on crl.pem.lock serializes
+ * them; it works between threads too, since each opens the file anew.
+ *
+ * Reason codes that openssl ca wrote (keyCompromise) are entry extensions
+ * GnuTLS can't copy; the entries keep their serial and date.
+ */
+static int read_crl(const char *file, gnutls_x509_crl_t *out)
+{
+    gnutls_datum_t pem = {NULL, 0};
+    int ret = gnutls_x509_crl_init(out);
+    if (ret < 0)
+        return ret;
+    if ((ret = gnutls_load_file(file, &pem)) < 0 ||
+        (ret = gnutls_x509_crl_import(*out, &pem, GNUTLS_X509_FMT_PEM)) < 0) {
+        gnutls_x509_crl_deinit(*out);
+        *out = NULL;
+    }
+    gnutls_free(pem.data);
+    return ret;
+}
+
+/* The old list's entries, copied into crl; *listed says whether serial was
+ * one of them. */
+static int copy_entries(gnutls_x509_crl_t old, gnutls_x509_crl_t crl,
+                        const unsigned char *serial, size_t serial_len, bool *listed)
+{
+    int count = gnutls_x509_crl_get_crt_count(old);
+    for (int i = 0; i < count; i++) {
+        unsigned char s[64];
+        size_t n = sizeof s;
+        time_t when;
+        int ret = gnutls_x509_crl_get_crt_serial(old, i, s, &n, &when);
+        if (ret < 0 || (ret = gnutls_x509_crl_set_crt_serial(crl, s, n, when)) < 0)
+            return ret;
+        if (serial && n == serial_len && memcmp(s, serial, n) == 0)
+            *listed = true;
+    }
+    return count < 0 ? count : 0;
+}
+
+/* The next CRL number: the old one plus one (RFC 5280 5.2.3). */
+static void next_crl_number(gnutls_x509_crl_t old, unsigned char *num, size_t *len)
+{
+    size_t n = *len;
+    if (old == NULL || gnutls_x509_crl_get_number(old, num, &n, NULL) < 0 || n == 0 ||
+        n >= *len) {
+        num[0] = 1;
+        *len = 1;
+        return;
+    }
+    size_t i = n;
+    while (i > 0 && ++num[i - 1] == 0)     /* big-endian + 1 */
+        i--;
+    if (i == 0 || (num[0] & 0x80)) {       /* it carried out, or turned negative */
+        memmove(num + 1, num, n);
+        num[0] = i == 0 ? 1 : 0;
+        n++;
+    }
+    *len = n;
+}
+
+/* Add serial (or nothing, to renew) to crl.pem, signed by the CA.  Returns
+ * 1 if it was added, 0 if it was listed already (or nothing to add), -1. */
+static int update_crl(const struct options *o, const struct issuer *ca,
+                      const unsigned char *serial, size_t serial_len, char *why)
+{
+    char lock_file[PATH_MAX + 8], tmp_file[PATH_MAX + 8];
+    gnutls_x509_crl_t old = NULL, crl = NULL;
+    gnutls_datum_t pem = {NULL, 0};
+    unsigned char num[32], id[64];
+    size_t num_len = sizeof num, id_size = sizeof id;
+    unsigned int status = 0;
+    bool listed = false;
+    time_t now = time(NULL);
+    int ret, result = -1;
+
+    snprintf(lock_file, sizeof lock_file, "%s.lock", o->crl_file);
+    snprintf(tmp_file, sizeof tmp_file, "%s.tmp", o->crl_file);
+    int lock = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0 || flock(lock, LOCK_EX) < 0) {
+        snprintf(why, WHY_SIZE, "cannot lock %.150s: %s", lock_file, strerror(errno));
+        goto out;
+    }
+    /* the list so far: it must be ours, or we would sign someone else's */
+    if (access(o->crl_file, F_OK) == 0) {
+        if ((ret = read_crl(o->crl_file, &old)) < 0) {
+            failed(why, o->crl_file, ret);
+            goto out;
+        }
+        if ((ret = gnutls_x509_crl_verify(old, &ca->crt, 1, 0, &status)) < 0 || status != 0) {
+            snprintf(why, WHY_SIZE, "%.100s is not signed by %.100s", o->crl_file,
+                     o->issuer_cert_file);
+            goto out;
+        }
+    }
+    next_crl_number(old, num, &num_len);
+    if ((ret = gnutls_x509_crl_init(&crl)) < 0 ||
+        (old && (ret = copy_entries(old, crl, serial, serial_len, &listed)) < 0) ||
+        (serial && !listed &&
+         (ret = gnutls_x509_crl_set_crt_serial(crl, serial, serial_len, now)) < 0) ||
+        (ret = gnutls_x509_crl_set_version(crl, 2)) < 0 ||
+        (ret = gnutls_x509_crl_set_this_update(crl, now)) < 0 ||
+        (ret = gnutls_x509_crl_set_next_update(crl, now + CRL_DAYS * 86400L)) < 0 ||
+        (ret = gnutls_x509_crl_set_number(crl, num, num_len)) < 0 ||
+        (ret = gnutls_x509_crt_get_subject_key_id(ca->crt, id, &id_size, NULL)) < 0 ||
+        (ret = gnutls_x509_crl_set_authority_key_id(crl, id, id_size)) < 0 ||
+        (ret = gnutls_x509_crl_privkey_sign(crl, ca->crt, ca->key, GNUTLS_DIG_SHA256, 0)) < 0 ||
+        (ret = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_PEM, &pem)) < 0) {
+        failed(why, "signing the CRL", ret);
+        goto out;
+    }
+    /* write aside, flush to disk, then rename over the old list */
+    int fd = open(tmp_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, pem.data, pem.size) != (ssize_t)pem.size || fsync(fd) < 0 ||
+        close(fd) < 0 || rename(tmp_file, o->crl_file) < 0) {
+        snprintf(why, WHY_SIZE, "cannot write %.150s: %s", o->crl_file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp_file);
+        goto out;
+    }
+    result = serial && !listed ? 1 : 0;
+out:
+    if (lock >= 0)
+        close(lock);            /* and with it the lock */
+    gnutls_free(pem.data);
+    if (old)
+        gnutls_x509_crl_deinit(old);
+    if (crl)
+        gnutls_x509_crl_deinit(crl);
+    return result;
+}
+
+/* A serial as people write it, "4A0F..." (openssl x509 -noout -serial):
+ * 1 to 40 hex digits.  Fills bytes and the canonical upper-case hex, which
+ * is also the name of its file in issued/.  Returns false if it is not one. */
+static bool parse_serial(const char *text, unsigned char *bytes, size_t *len, char hex[41])
+{
+    size_t n = strlen(text);
+    if (n == 0 || n > 40 || strspn(text, "0123456789abcdefABCDEF") != n)
+        return false;
+    size_t odd = n % 2;
+    *len = (n + odd) / 2;
+    for (size_t i = 0; i < *len; i++) {
+        int hi = i == 0 && odd ? 0 : hex_value((unsigned char)text[2 * i - odd]);
+        int lo = hex_value((unsigned char)text[2 * i + 1 - odd]);
+        bytes[i] = (unsigned char)(hi * 16 + lo);
+    }
+    to_hex(bytes, *len, hex);
+    return true;
+}
+
+/* ./server --revoke SERIAL, or --renew-crl: the operator's way.  Returns
+ * the exit status. */
+static int revoke_from_command_line(const struct options *o)
+{
+    struct issuer ca;
+    unsigned char bytes[20];
+    size_t len = 0;
+    char hex[41], why[WHY_SIZE];
+    bool renew = o->revoke_serial == NULL;
+
+    if (!renew && !parse_serial(o->revoke_serial, bytes, &len, hex)) {
+        fprintf(stderr, "server: --revoke wants a serial of 1 to 40 hex digits, as "
+                        "openssl x509 -noout -serial prints it, not '%s'\n", o->revoke_serial);
+        return 2;
+    }
+    if (load_issuer(o, &ca) < 0)
+        return 1;
+    int ret = update_crl(o, &ca, renew ? NULL : bytes, len, why);
+    free_issuer(&ca);
+    if (ret < 0) {
+        fprintf(stderr, "server: %s\n", why);
+        return 1;
+    }
+    if (renew)
+        fprintf(stderr, "server: %s signed again, valid for %d days\n", o->crl_file, CRL_DAYS);
+    else
+        fprintf(stderr, "server: %s %s in %s; a running server refuses it from its next "
+                        "connection\n", hex, ret ? "is now revoked" : "was already revoked",
+                o->crl_file);
+    return 0;
+}
+
+/* ======================= E. The pages ==================================== */
+/*
+ * GET /enroll?code=...   the form: the invited name, a passphrase, legacy
+ * POST /enroll           B and C, then the .p12 as a download; A's code used up
+ * GET /certificates      an admitted visitor's own certificates
+ * POST /revoke           D, for one of them
+ *
+ * CSRF: a browser sends the client certificate with every request to this
+ * server, even one that another site's page starts (a hidden form that
+ * posts to /revoke), just as it sends cookies.  So every POST must show it
+ * came from one of our own pages: its Origin names this server (the Host
+ * it asked for), or, from a browser that sends no Origin, Sec-Fetch-Site
+ * says same-origin.  Anything else gets 403 before its body is read.
+ */
+static bool from_our_page(const struct request *req)
+{
+    if (req->origin)
+        return req->host && req->origin_len == 8 + req->host_len &&
+               strncasecmp(req->origin, "https://", 8) == 0 &&
+               strncasecmp(req->origin + 8, req->host, req->host_len) == 0;
+    return req->fetch_site && req->fetch_site_len == 11 &&
+           memcmp(req->fetch_site, "same-origin", 11) == 0;
+}
+
+static void page(struct answer *ans, int status, char *html)
+{
+    ans->status = html ? status : 500;
+    ans->page = html ? html : NULL;
+}
+
+static const char *invitation_problem(enum invitation_state state, int *status)
+{
+    *status = state == INVITE_UNKNOWN ? 404 : 410;
+    return state == INVITE_USED    ? "This invitation has been used already. Each link works once: "
+                                     "ask whoever invited you for a new one."
+         : state == INVITE_EXPIRED ? "This invitation has expired. Ask whoever invited you for a new one."
+                                   : "This is not a valid invitation code. Check the link, or ask "
+                                     "whoever invited you for a new one.";
+}
+
+/* The file name a browser saves the bundle as: the name, reduced to
+ * letters, digits, '-' and '_' (a name may hold '/', '"' or "..");
+ * "certificate" if nothing is left. */
+static void bundle_file_name(const char *name, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *name && o + 5 < cap; name++)
+        if (isalnum((unsigned char)*name) || *name == '-' || *name == '_')
+            out[o++] = (char)tolower((unsigned char)*name);
+    snprintf(out + o, cap - o, "%s.p12", o ? "" : "certificate");
+}
+
+/* GET /enroll?code=CODE: whom the invitation names, and the form. */
+static void enroll_form(const struct server *srv, struct connection *conn,
+                        const struct request *req, struct answer *ans)
+{
+    char code[2 * CODE_BYTES + 8] = "";
+    struct invitation inv;
+    int status;
+
+    if (req->query == NULL || form_field(req->query, req->query_len, "code", code, sizeof code) != 1)
+        code[0] = '\0';
+    find_invitation(srv->opts, code, &inv);
+    if (inv.state != INVITE_OPEN) {
+        const char *problem = invitation_problem(inv.state, &status);
+        note(conn, "enroll form: %s", status == 404 ? "no such invitation" : "invitation not open");
+        page(ans, status, strdup(problem));
+        return;
+    }
+    char *name = html_escape(inv.name);
+    char log_name[4 * MAX_NAME + 8], file_name[MAX_NAME + 8];
+    bundle_file_name(inv.name, file_name, sizeof file_name);
+    log_escape(log_name, sizeof log_name, inv.name, strlen(inv.name));
+    note(conn, "enroll form for \"%s\"", log_name);
+    page(ans, 200, name == NULL ? NULL : format_text(
+        "<h1>Welcome, %s</h1>\n"
+        "<form method=\"post\" action=\"/enroll\">\n"
+        "<input type=\"hidden\" name=\"code\" value=\"%s\">\n"
+        "<p><label>A passphrase for the file (it may be empty, as in the tutorial): "
+        "<input type=\"password\" name=\"passphrase\" autocomplete=\"new-password\"></label></p>\n"
+        "<p><label><input type=\"checkbox\" name=\"legacy\" value=\"1\"> For older macOS or "
+        "Windows: the older encryption their keychains can read (3DES)</label></p>\n"
+        "<p><button type=\"submit\">Make my certificate</button></p>\n"
+        "</form>\n"
+        "<p>The server makes a key pair and a certificate for %s, valid for a year, and sends "
+        "both as %s. The server sees the private key while it makes the file; it does not "
+        "keep it.</p>\n"
+        "<p>Then import the file. Firefox: Settings, Privacy &amp; Security, Certificates, View "
+        "Certificates, Your Certificates, Import. Chrome and Chromium: Settings, Privacy and "
+        "security, Security, Manage certificates, Import. Then visit "
+        "<a href=\"/authenticate\">/authenticate</a>.</p>",
+        name, code, name, file_name));
+    free(name);
+}
+
+/* POST /enroll: code, passphrase, legacy.  The answer is the bundle itself. */
+static void enroll_bundle(const struct server *srv, struct connection *conn, const struct request *req,
+                   struct answer *ans)
+{
+    char code[2 * CODE_BYTES + 8], passphrase[256], legacy[8], why[WHY_SIZE] = "";
+    char serial_hex[41], log_name[4 * MAX_NAME + 8], file_name[MAX_NAME + 8];
+    unsigned char serial[20];
+    size_t serial_len = sizeof serial;
+    struct invitation inv;
+    gnutls_x509_privkey_t key = NULL;
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_datum_t p12 = {NULL, 0};
+    int status;
+
+    int has_code = form_field(req->body, req->body_len, "code", code, sizeof code);
+    int has_pass = form_field(req->body, req->body_len, "passphrase", passphrase, sizeof passphrase);
+    int has_legacy = form_field(req->body, req->body_len, "legacy", legacy, sizeof legacy);
+    if (has_code < 0 || has_pass < 0 || has_legacy < 0 || has_code == 0) {
+        note(conn, "enroll: a malformed form");
+        page(ans, 400, strdup("400 Bad Request: the form is malformed or has no code."));
+        return;
+    }
+    if (has_pass == 0)
+        passphrase[0] = '\0';
+    find_invitation(srv->opts, code, &inv);
+    if (inv.state != INVITE_OPEN) {
+        const char *problem = invitation_problem(inv.state, &status);
+        note(conn, "enroll: %s", status == 404 ? "no such invitation" : "invitation not open");
+        page(ans, status, strdup(problem));
+        goto out;
+    }
+    log_escape(log_name, sizeof log_name, inv.name, strlen(inv.name));
+    if (issue_certificate(srv->issuer, inv.name, &key, &crt, why) < 0 ||
+        make_pkcs12(key, crt, inv.name, passphrase, has_legacy == 1, &p12, why) < 0 ||
+        gnutls_x509_crt_get_serial(crt, serial, &serial_len) < 0)
+        goto fail;
+    to_hex(serial, serial_len, serial_hex);
+    /* Use the code up only now that all went well, and before the
+     * certificate counts: of two racing requests, one gets it. */
+    if (!claim_invitation(&inv)) {
+        note(conn, "enroll \"%s\": the invitation was used by another request", log_name);
+        page(ans, 410, strdup(invitation_problem(INVITE_USED, &status)));
+        goto out;
+    }
+    if (keep_certificate(srv->opts, crt, serial_hex, why) < 0)
+        goto fail;
+    note(conn, "enrolled \"%s\", serial %s%s", log_name, serial_hex,
+         has_legacy == 1 ? " (legacy bundle)" : "");
+    bundle_file_name(inv.name, file_name, sizeof file_name);
+    ans->status = 200;
+    ans->page = malloc(p12.size);
+    if (ans->page == NULL) {
+        ans->status = 500;
+        goto out;
+    }
+    memcpy(ans->page, p12.data, p12.size);
+    ans->page_len = p12.size;
+    ans->content_type = "application/x-pkcs12";
+    snprintf(ans->disposition, sizeof ans->disposition, "attachment; filename=\"%s\"", file_name);
+    goto out;
+fail:
+    note(conn, "enroll \"%s\" failed: %s", log_name, why);
+    page(ans, 500, strdup("500 Internal Server Error: the certificate could not be made."));
+out:
+    gnutls_memset(passphrase, 0, sizeof passphrase);
+    if (p12.data) {
+        gnutls_memset(p12.data, 0, p12.size);   /* it holds the key, if under no passphrase */
+        gnutls_free(p12.data);
+    }
+    if (key)
+        gnutls_x509_privkey_deinit(key);
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+}
+
+/* One of issued/: its serial, when it was issued, whether it is revoked. */
+struct issued {
+    char serial[41];
+    time_t issued;
+    bool revoked;
+};
+
+static int by_date(const void *a, const void *b)
+{
+    const struct issued *x = a, *y = b;
+    return (x->issued > y->issued) - (x->issued < y->issued);
+}
+
+static gnutls_x509_crt_t read_certificate(const char *file)
+{
+    gnutls_datum_t pem = {NULL, 0};
+    gnutls_x509_crt_t crt = NULL;
+    if (gnutls_load_file(file, &pem) < 0 || gnutls_x509_crt_init(&crt) < 0 ||
+        gnutls_x509_crt_import(crt, &pem, GNUTLS_X509_FMT_PEM) < 0) {
+        if (crt)
+            gnutls_x509_crt_deinit(crt);
+        crt = NULL;
+    }
+    gnutls_free(pem.data);
+    return crt;
+}
+
+/* Whether issued/SERIAL.pem was issued to name. */
+static bool issued_to(const char *file, const char *name)
+{
+    gnutls_x509_crt_t crt = read_certificate(file);
+    char *cn = crt ? read_common_name(crt, SUBJECT) : NULL;
+    bool same = cn && strcmp(cn, name) == 0;
+    free(cn);
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    return same;
+}
+
+/* The certificates in issued/ with name as their CN, oldest first. */
+static size_t list_issued(const struct options *o, const char *name, struct issued *out,
+                          size_t cap)
+{
+    char dir[PATH_MAX], file[PATH_MAX];
+    gnutls_x509_crl_t crl = NULL;
+    size_t count = 0;
+
+    if (join_path(dir, o->certs_dir, "issued") < 0)
+        return 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    if (access(o->crl_file, F_OK) == 0 && read_crl(o->crl_file, &crl) < 0)
+        crl = NULL;
+    for (struct dirent *e; count < cap && (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || len > 44 || strcmp(e->d_name + len - 4, ".pem") != 0 ||
+            join_path(file, dir, e->d_name) < 0)
+            continue;
+        gnutls_x509_crt_t crt = read_certificate(file);
+        char *cn = crt ? read_common_name(crt, SUBJECT) : NULL;
+        if (cn && strcmp(cn, name) == 0) {
+            struct issued *it = &out[count++];
+            snprintf(it->serial, sizeof it->serial, "%.*s", (int)(len - 4), e->d_name);
+            it->issued = gnutls_x509_crt_get_activation_time(crt);
+            it->revoked = crl && gnutls_x509_crt_check_revocation(crt, &crl, 1) == 1;
+        }
+        free(cn);
+        if (crt)
+            gnutls_x509_crt_deinit(crt);
+    }
+    closedir(d);
+    if (crl)
+        gnutls_x509_crl_deinit(crl);
+    qsort(out, count, sizeof *out, by_date);
+    return count;
+}
+
+static char *greeting(const struct identity *id, int *status);
+
+/* Who is asking, for /certificates and /revoke: an admitted visitor, or
+ * false after the same 401 or 403 page /authenticate would give. */
+static bool admitted(gnutls_session_t s, struct connection *conn, struct identity *id,
+                     struct answer *ans)
+{
+    check_client_certificate(s, id);
+    note_visitor(conn, id);
+    if (id->authorized)
+        return true;
+    int status;
+    char *html = greeting(id, &status);
+    page(ans, status, html);
+    return false;
+}
+
+/* GET /certificates: the lost laptop's remedy, from the other device. */
+static void certificates_page(gnutls_session_t s, const struct server *srv,
+                              struct connection *conn, struct answer *ans)
+{
+    struct identity id;
+    struct issued list[64];
+    char date[32];
+
+    if (admitted(s, conn, &id, ans)) {
+        size_t count = list_issued(srv->opts, id.subject_cn, list, 64);
+        char *name = html_escape(id.subject_cn);
+        size_t cap = 1024 + count * 512, o = 0;
+        char *html = name ? malloc(cap) : NULL;
+        if (html) {
+            o += (size_t)snprintf(html + o, cap - o,
+                "<h1>Certificates issued to %s</h1>\n"
+                "<table>\n<tr><th>Serial</th><th>Issued</th><th>State</th><th></th></tr>\n", name);
+            for (size_t i = 0; i < count; i++) {
+                struct tm tm;
+                strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&list[i].issued, &tm));
+                o += (size_t)snprintf(html + o, cap - o,
+                    "<tr><td>%s</td><td>%s</td><td>%s</td><td>", list[i].serial, date,
+                    list[i].revoked ? "revoked" : "valid");
+                if (!list[i].revoked)
+                    o += (size_t)snprintf(html + o, cap - o,
+                        "<form method=\"post\" action=\"/revoke\">"
+                        "<input type=\"hidden\" name=\"serial\" value=\"%s\">"
+                        "<button type=\"submit\">Revoke</button></form>", list[i].serial);
+                o += (size_t)snprintf(html + o, cap - o, "</td></tr>\n");
+            }
+            snprintf(html + o, cap - o, "</table>\n<p>%s</p>",
+                     count ? "A revoked certificate is refused from its next connection on."
+                           : "None: this server has issued no certificate to this name.");
+        }
+        page(ans, 200, html);
+        free(name);
+    }
+    free_identity(&id);
+}
+
+/* POST /revoke: serial.  Only a certificate issued to the visitor's own
+ * name: the name is what the CA vouched for, so it is what we compare. */
+static void revoke_certificate(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                   const struct request *req, struct answer *ans)
+{
+    struct identity id;
+    char text[64], hex[41], dir[PATH_MAX], file[PATH_MAX + 48], why[WHY_SIZE];
+    unsigned char serial[20];
+    size_t len;
+
+    if (!admitted(s, conn, &id, ans))
+        goto out;
+    if (form_field(req->body, req->body_len, "serial", text, sizeof text) != 1 ||
+        !parse_serial(text, serial, &len, hex)) {
+        note(conn, "revoke: no serial in the form");
+        page(ans, 400, strdup("400 Bad Request: the form has no serial number."));
+        goto out;
+    }
+    if (join_path(dir, srv->opts->certs_dir, "issued") < 0)
+        goto out;
+    snprintf(file, sizeof file, "%s/%s.pem", dir, hex);
+    if (!issued_to(file, id.subject_cn)) {
+        note(conn, "revoke %s: not issued to this visitor", hex);
+        page(ans, 403, strdup("403 Forbidden: you may revoke only certificates issued to you."));
+        goto out;
+    }
+    int ret = update_crl(srv->opts, srv->issuer, serial, len, why);
+    if (ret < 0) {
+        note(conn, "revoke %s failed: %s", hex, why);
+        page(ans, 500, strdup("500 Internal Server Error: the revocation list could not be "
+                              "written."));
+        goto out;
+    }
+    note(conn, "revoked %s", hex);
+    page(ans, 200, format_text("Certificate %s is revoked. From its next connection on, this "
+                               "server refuses it.\n<p><a href=\"/certificates\">Your "
+                               "certificates</a></p>", hex));
+out:
+    free_identity(&id);
 }
 
 /* ========================================================================== */
@@ -998,13 +2103,14 @@ static size_t utf8_length(const unsigned char *s, size_t n)
 static bool deceptive(const unsigned char *s, size_t len)
 {
     if (len == 2)
-        return s[0] == 0xc2 && s[1] < 0xa0;                 /* U+0080-U+009F */
+        return (s[0] == 0xc2 && s[1] < 0xa0) ||             /* U+0080-U+009F */
+               (s[0] == 0xd8 && s[1] == 0x9c);              /* U+061C */
     if (len == 3 && s[0] == 0xe2 && s[1] == 0x80)
         return s[2] == 0x8e || s[2] == 0x8f ||              /* U+200E, U+200F */
                (s[2] >= 0xa8 && s[2] <= 0xae);              /* U+2028-U+202E */
     if (len == 3 && s[0] == 0xe2 && s[1] == 0x81)
         return s[2] >= 0xa6 && s[2] <= 0xa9;                /* U+2066-U+2069 */
-    return len == 2 && s[0] == 0xd8 && s[1] == 0x9c;        /* U+061C */
+    return false;
 }
 
 /* Copy client-chosen text into out (cap bytes, NUL-terminated) so that it
@@ -1120,20 +2226,37 @@ static size_t find_head_end(const char *buf, size_t len)
     return 0;
 }
 
-/* The request line as the log shows it (log_escape keeps it on its line). */
+/* The request line as the log shows it (log_escape keeps it on its line).
+ * An invitation code in it (part 2's /enroll?code=...) is a secret until
+ * used, and a log is read by more people than the operator: it is written
+ * as code=... instead. */
 static void remember_request_line(struct connection *conn, const char *buf, size_t len)
 {
-    size_t n = 0;
+    char line[sizeof conn->request_line];
+    size_t n = 0, o = 0;
     while (n < len && buf[n] != '\r' && buf[n] != '\n')
         n++;
-    log_escape(conn->request_line, sizeof conn->request_line, buf, n);
+    const char *query = memchr(buf, '?', n);
+    for (size_t i = 0; i < n && o < sizeof line;) {
+        if (query && buf + i > query && n - i >= 5 && memcmp(buf + i, "code=", 5) == 0 &&
+            (buf[i - 1] == '?' || buf[i - 1] == '&')) {
+            o += (size_t)snprintf(line + o, sizeof line - o, "code=...");
+            for (i += 5; i < n && buf[i] != '&' && buf[i] != ' '; i++)
+                ;
+        } else {
+            line[o++] = buf[i++];
+        }
+    }
+    log_escape(conn->request_line, sizeof conn->request_line, line,
+               o < sizeof line ? o : sizeof line - 1);
 }
 
 /* Read until the head is complete; *head is where it starts in buf, past
- * any empty lines.  Returns 0 when it is complete, 414 or 431 when it
- * outgrows the buffer (the status to answer), -1 when the client is gone. */
-static int read_request_head(gnutls_session_t s, struct connection *conn,
-                             char *buf, size_t cap, const char **head, size_t *head_len)
+ * any empty lines, and *used how much of buf was read (a body may have
+ * begun).  Returns 0 when it is complete, 414 or 431 when it outgrows the
+ * buffer (the status to answer), -1 when the client is gone. */
+static int read_request_head(gnutls_session_t s, struct connection *conn, char *buf,
+                             size_t cap, const char **head, size_t *head_len, size_t *used_out)
 {
     size_t used = 0, skip = 0;
     int result = 0;
@@ -1162,8 +2285,119 @@ static int read_request_head(gnutls_session_t s, struct connection *conn,
         used += (size_t)n;
     }
     *head = buf + skip;
+    *used_out = used;
     remember_request_line(conn, buf + skip, used - skip);
     return result;
+}
+
+/*
+ * Part 2's forms are the first request bodies this server reads.  Only with
+ * a Content-Length (411 without one, so no chunked bodies), at most
+ * MAX_REQUEST_BODY (413 over it), and under the connection's one deadline
+ * like everything else: a client that dribbles its body is cut off there.
+ * `early` is what came with the head.  Returns 0, an HTTP status, or -1
+ * when the client is gone.
+ */
+static int read_body(gnutls_session_t s, struct connection *conn, struct request *req,
+                     const char *early, size_t early_len, char *body, size_t cap)
+{
+    if (req->transfer_encoding) {
+        note(conn, "a body with Transfer-Encoding; only Content-Length is accepted");
+        return 411;
+    }
+    if (req->content_length < 0) {
+        note(conn, "a POST without Content-Length");
+        return 411;
+    }
+    if ((size_t)req->content_length > cap) {
+        note(conn, "a body of %ld bytes, over %zu", req->content_length, cap);
+        return 413;
+    }
+    size_t want = (size_t)req->content_length;
+    size_t have = early_len < want ? early_len : want;  /* pipelined bytes after it: ignored */
+    memcpy(body, early, have);
+    while (have < want) {
+        ssize_t n = gnutls_record_recv(s, body + have, want - have);
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
+            continue;
+        if (n == 0 && !stop_requested)
+            note(conn, "the client closed before its body was complete");
+        else if (n < 0)
+            tls_failure(s, conn, "reading the body", gnutls_strerror((int)n), (int)n);
+        if (n <= 0)
+            return -1;
+        have += (size_t)n;
+    }
+    req->body = body;
+    req->body_len = want;
+    return 0;
+}
+
+static int hex_value(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decode one application/x-www-form-urlencoded name or value (WHATWG URL,
+ * "application/x-www-form-urlencoded parsing"): '+' is a space, %XX a
+ * byte.  Strict where browsers are lenient: a '%' without two hex digits,
+ * a control byte (NUL among them), or more than cap - 1 bytes is an error
+ * (-1).  Returns the decoded length; out (if not NULL) is NUL-terminated. */
+static long form_decode(const char *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)in[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            if (n - i < 3)
+                return -1;
+            int hi = hex_value((unsigned char)in[i + 1]), lo = hex_value((unsigned char)in[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c < 0x20 || c == 0x7f || (out && o + 1 >= cap))
+            return -1;
+        if (out)
+            out[o] = (char)c;
+        o++;
+    }
+    if (out)
+        out[o] = '\0';
+    return (long)o;
+}
+
+/* The value of field `name` in a form body, decoded into out.  Every pair
+ * is decoded, so any malformed one makes the body malformed.  Returns 1
+ * when found, 0 when absent, -1 when the body is malformed or names the
+ * field twice. */
+static int form_field(const char *body, size_t len, const char *name, char *out, size_t cap)
+{
+    char key[64];
+    int found = 0;
+    const char *p = body, *end = body + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pair_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        const char *key_end = eq ? eq : pair_end;
+        const char *v = eq ? eq + 1 : pair_end;
+        if (form_decode(p, (size_t)(key_end - p), key, sizeof key) < 0)
+            return -1;
+        if (strcmp(key, name) == 0) {
+            if (found++ || form_decode(v, (size_t)(pair_end - v), out, cap) < 0)
+                return -1;
+        } else if (form_decode(v, (size_t)(pair_end - v), NULL, 0) < 0) {
+            return -1;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    return found;
 }
 
 /* RFC 9110 token characters: method and header names. */
@@ -1278,10 +2512,31 @@ static int parse_target(const char *t, size_t n, struct request *req)
         n -= end;
     }
     const char *query = memchr(t, '?', n);
+    req->query = query ? query + 1 : NULL;
+    req->query_len = query ? n - (size_t)(query + 1 - t) : 0;
     req->path_len = query ? (size_t)(query - t) : n;
     req->path = req->path_len > 0 ? t : "/";   /* "https://host" is "/" */
     req->path_len = req->path_len > 0 ? req->path_len : 1;
     return 0;
+}
+
+static bool header_is(const char *name, size_t len, const char *lower)
+{
+    return len == strlen(lower) && strncasecmp(name, lower, len) == 0;
+}
+
+/* Content-Length = 1*DIGIT (RFC 9110 8.6); -1 if not, or if absurdly long. */
+static long parse_length(const char *v, size_t n)
+{
+    long len = 0;
+    if (n == 0 || n > 9)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)v[i]))
+            return -1;
+        len = len * 10 + (v[i] - '0');
+    }
+    return len;
 }
 
 /* Check the head's form and find method and path.  Returns 0, or the HTTP
@@ -1291,6 +2546,7 @@ static int parse_request(const char *head, size_t len, struct request *req)
     const char *p = head, *end = head + len, *line;
     size_t n;
 
+    memset(req, 0, sizeof *req);
     /* request-line = method SP request-target SP HTTP-version */
     if (!next_line(&p, end, &line, &n))
         return malformed(req, 400, "no request line");
@@ -1319,21 +2575,38 @@ static int parse_request(const char *head, size_t len, struct request *req)
         return 400;
 
     /* field-line = field-name ":" OWS field-value OWS, up to an empty line */
-    int hosts = 0;
+    int hosts = 0, lengths = 0;
+    req->content_length = -1;
     while (next_line(&p, end, &line, &n) && n > 0) {
         const char *colon = memchr(line, ':', n);
         if (colon == NULL || !all_tchars(line, (size_t)(colon - line)) ||
             !valid_field_value(colon + 1, n - (size_t)(colon + 1 - line)))
             return malformed(req, 400, "bad header line");  /* also obsolete line folding */
-        if (colon - line == 4 && strncasecmp(line, "host", 4) == 0) {
-            const char *v = colon + 1, *v_end = line + n;
-            while (v < v_end && (*v == ' ' || *v == '\t'))
-                v++;
-            while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t'))
-                v_end--;
-            if (!valid_authority(v, (size_t)(v_end - v)))
+        size_t name_len = (size_t)(colon - line);
+        const char *v = colon + 1, *v_end = line + n;
+        while (v < v_end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t'))
+            v_end--;
+        size_t v_len = (size_t)(v_end - v);
+        if (header_is(line, name_len, "host")) {
+            if (!valid_authority(v, v_len))
                 return malformed(req, 400, "bad Host header");  /* RFC 9112 3.2 */
+            req->host = v;
+            req->host_len = v_len;
             hosts++;
+        } else if (header_is(line, name_len, "content-length")) {
+            /* RFC 9112 6.3: an invalid or repeated length is unrecoverable */
+            if (lengths++ > 0 || (req->content_length = parse_length(v, v_len)) < 0)
+                return malformed(req, 400, "bad or repeated Content-Length");
+        } else if (header_is(line, name_len, "transfer-encoding")) {
+            req->transfer_encoding = true;
+        } else if (header_is(line, name_len, "origin")) {
+            req->origin = v;
+            req->origin_len = v_len;
+        } else if (header_is(line, name_len, "sec-fetch-site")) {
+            req->fetch_site = v;
+            req->fetch_site_len = v_len;
         }
     }
     /* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it */
@@ -1768,7 +3041,9 @@ static void usage(FILE *out)
     fprintf(out,
         "usage: ./server [--port N] [--certs DIR] [--key FILE] [--cert FILE]\n"
         "                [--ca FILE] [--crl FILE] [--timeout SECONDS] [--reject-unauthorized]\n"
-        "                [--max-clients N] [--max-per-address N]\n"
+        "                [--max-clients N] [--max-per-address N] [--enroll]\n"
+        "       ./server [--certs DIR] [--port N] --invite NAME [--invite-hours N]\n"
+        "       ./server [--certs DIR] [--crl FILE] --revoke SERIAL | --renew-crl\n"
         "  --port N           listen on port N (default %d; 0 = any free port)\n"
         "  --certs DIR        folder with the tutorial's files (default %s/):\n"
         "                     server_key.pem, server_cert.pem; the CA is server_cert.pem\n"
@@ -1786,9 +3061,16 @@ static void usage(FILE *out)
         "  --max-clients N    connections served at once (default %d); more wait\n"
         "  --max-per-address N  of those, from one client address (default %d); more\n"
         "                     are closed at once\n"
+        "Part 2, the server issues and revokes certificates (signed by DIR/server_cert.pem\n"
+        "with DIR/server_key.pem):\n"
+        "  --enroll           serve /enroll, /certificates and /revoke as well\n"
+        "  --invite NAME      write a one-time invitation for NAME, print its link, exit\n"
+        "  --invite-hours N   how long the invitation is valid (default %d)\n"
+        "  --revoke SERIAL    add the certificate with this serial (hex) to the CRL, exit\n"
+        "  --renew-crl        sign the CRL again with nextUpdate %d days ahead, exit\n"
         "  --help             show this help\n",
         DEFAULT_PORT, DEFAULT_CERTS_DIR, DEFAULT_TIMEOUT_S, DEFAULT_MAX_CLIENTS,
-        DEFAULT_MAX_PER_ADDRESS);
+        DEFAULT_MAX_PER_ADDRESS, DEFAULT_INVITE_HOURS, CRL_DAYS);
 }
 
 /* The value of a numeric flag: a whole decimal number in [min, max], or -1
@@ -1832,6 +3114,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"reject-unauthorized", no_argument, NULL, 'R'},
         {"max-clients", required_argument, NULL, 'm'},
         {"max-per-address", required_argument, NULL, 'M'},
+        {"enroll", no_argument, NULL, 'E'},
+        {"invite", required_argument, NULL, 'I'},
+        {"invite-hours", required_argument, NULL, 'H'},
+        {"revoke", required_argument, NULL, 'V'},
+        {"renew-crl", no_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1844,6 +3131,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->timeout_s = DEFAULT_TIMEOUT_S;
     o->max_clients = DEFAULT_MAX_CLIENTS;
     o->max_per_address = DEFAULT_MAX_PER_ADDRESS;
+    o->invite_hours = DEFAULT_INVITE_HOURS;
     /* ":" and opterr = 0: getopt stays quiet and tells us what went wrong
      * (':' a value is missing, '?' an unknown flag); we word the errors. */
     opterr = 0;
@@ -1871,6 +3159,14 @@ static int parse_options(int argc, char **argv, struct options *o)
             if ((o->max_per_address = (int)parse_number("--max-per-address", optarg, 1, 10000)) < 0)
                 return -1;
             break;
+        case 'E': o->enroll = true; break;
+        case 'I': o->invite_name = optarg; break;
+        case 'H':
+            if ((o->invite_hours = (int)parse_number("--invite-hours", optarg, 1, 24 * 365)) < 0)
+                return -1;
+            break;
+        case 'V': o->revoke_serial = optarg; break;
+        case 'W': o->renew_crl = true; break;
         case 'h': usage(stdout); return 1;
         case ':':
             fprintf(stderr, "server: %s needs a value\n", argv[optind - 1]);
@@ -1882,6 +3178,16 @@ static int parse_options(int argc, char **argv, struct options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "server: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    if ((o->invite_name != NULL) + (o->revoke_serial != NULL) + o->renew_crl + o->enroll > 1) {
+        fprintf(stderr, "server: --invite, --revoke, --renew-crl and --enroll go one at a time\n");
+        return -1;
+    }
+    if (o->enroll && o->reject_unauthorized) {
+        /* an invited visitor has no certificate yet: REQUIRE would refuse them */
+        fprintf(stderr, "server: --enroll serves visitors without a certificate; it can't go "
+                        "with --reject-unauthorized\n");
         return -1;
     }
     /* The tutorial presents server_cert.pem and trusts it as the CA:
@@ -1896,7 +3202,10 @@ static int parse_options(int argc, char **argv, struct options *o)
     if ((key ? copy_path(o->key_file, key) : join_path(o->key_file, dir, default_key)) < 0 ||
         (cert ? copy_path(o->cert_file, cert) : join_path(o->cert_file, dir, default_cert)) < 0 ||
         (ca ? copy_path(o->ca_file, ca) : join_path(o->ca_file, dir, "server_cert.pem")) < 0 ||
-        (crl ? copy_path(o->crl_file, crl) : join_path(o->crl_file, dir, "crl.pem")) < 0) {
+        (crl ? copy_path(o->crl_file, crl) : join_path(o->crl_file, dir, "crl.pem")) < 0 ||
+        copy_path(o->certs_dir, dir) < 0 ||
+        join_path(o->issuer_cert_file, dir, "server_cert.pem") < 0 ||
+        join_path(o->issuer_key_file, dir, "server_key.pem") < 0) {
         fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
         return -1;
     }
@@ -1916,13 +3225,27 @@ int main(int argc, char **argv)
     case 1: return 0;
     case -1: return 2;
     }
+    /* part 2's one-shot commands */
+    if (opt.invite_name)
+        return invite(&opt);
+    if (opt.revoke_serial || opt.renew_crl)
+        return revoke_from_command_line(&opt);
+
+    struct issuer ca = {NULL, NULL};
     srv.timeout_ms = opt.timeout_s * 1000;
     srv.opts = &opt;
-    if (load_first_creds(&opt) < 0 || load_priorities(&srv) < 0 || install_signal_handlers() < 0 ||
+    if ((opt.enroll && load_issuer(&opt, &ca) < 0) || load_first_creds(&opt) < 0 ||
+        load_priorities(&srv) < 0 || install_signal_handlers() < 0 ||
         (srv.listen_fd = open_listener(opt.port, &port)) < 0) {
         free_creds();
         free_server(&srv);
+        free_issuer(&ca);
         return 1;
+    }
+    if (opt.enroll) {
+        srv.issuer = &ca;
+        fprintf(stderr, "server: --enroll: invited visitors get certificates signed by %s\n",
+                opt.issuer_cert_file);
     }
     if (opt.reject_unauthorized)
         fprintf(stderr, "server: --reject-unauthorized: a client without a trusted certificate "
@@ -1932,5 +3255,6 @@ int main(int argc, char **argv)
     fprintf(stderr, "server: stopped\n");
     free_creds();
     free_server(&srv);
+    free_issuer(&ca);
     return status;
 }

@@ -774,6 +774,279 @@ log_has "log: no certificate, TLS 1.3" \
     'handshake failed: Certificate is required\. \(sent alert certificate_required\)$'
 stop_server
 
+# refuses NAME STATUS TEXT COMMAND...: the command exits with STATUS and
+# says TEXT (an error that names the file or the flag)
+refuses() {
+    local name=$1 want=$2 text=$3 out status
+    shift 3
+    out=$("$@" 2>&1)
+    status=$?
+    if [ "$status" = "$want" ] && [[ $out == *"$text"* ]]; then
+        ok "$name: exit $status, \"${text:0:60}\""
+    else
+        fail "$name" "wanted exit $want and: $text" "got exit $status: $out"
+    fi
+}
+echo "# Part 2: the server issues and revokes certificates (--invite, --enroll, --revoke)"
+# In a copy of the certificates, so that the rest of the suite sees part 1's.
+p2=$work/part2
+cp -r "$certs" "$p2"
+stop_server
+start_server --timeout 2
+expect "without --enroll, GET /enroll does not exist" 404 "404 Not Found" "$(url /enroll?code=00)"
+expect "without --enroll, POST /enroll does not exist" 404 "404 Not Found" \
+    -H "Origin: https://localhost:$port" --data "code=00" "$(url /enroll)"
+stop_server
+# invite NAME [FLAGS...]: ./server --invite; prints the code of the link
+invite() {
+    local name=$1
+    shift
+    "$SERVER" --certs "$p2" --port "$port" --invite "$name" "$@" 2>>"$work/invite.err" |
+        sed -n "s|^https://localhost:$port/enroll?code=\([0-9A-F]*\)$|\1|p"
+}
+refuses "--invite: a name with a newline"    2 "--invite: a name holds no control or direction characters" \
+    "$SERVER" --certs "$p2" --invite $'Eve\n9.9.9.9 admitted'
+refuses "--invite: a name over 64 bytes"      2 "--invite: a name has 1 to 64 bytes" \
+    "$SERVER" --certs "$p2" --invite "$(printf 'x%.0s' $(seq 65))"
+refuses "--invite: bytes that are not UTF-8"  2 "--invite: a name is UTF-8 text" \
+    "$SERVER" --certs "$p2" --invite $'Eve\xff'
+refuses "--invite: an RTL override"           2 "--invite: a name holds no control or direction characters" \
+    "$SERVER" --certs "$p2" --invite $'Eve\u202e'
+refuses "--enroll with --reject-unauthorized" 2 "can't go with --reject-unauthorized" \
+    "$SERVER" --certs "$p2" --enroll --reject-unauthorized
+start_server --timeout 2 --certs "$p2" --enroll
+log_has "--enroll: says who signs" "^server: --enroll: invited visitors get certificates signed by $p2/server_cert.pem"
+link=$("$SERVER" --certs "$p2" --port "$port" --invite Carol 2>"$work/invite.err")
+icode=${link##*code=}
+if [[ $link =~ ^https://localhost:$port/enroll\?code=[0-9A-F]{32}$ ]]; then
+    ok "--invite Carol prints one line, the link with a 128-bit code: ${link//$icode/CODE}"
+else
+    fail "--invite Carol prints the link" "got: $link" "$(cat "$work/invite.err")"
+fi
+hash=$(printf '%s' "$icode" | openssl dgst -sha256 -r | cut -c1-64 | tr a-f A-F)
+if [ -f "$p2/invites/$hash" ] && ! grep -rqF "$icode" "$p2"; then
+    ok "the invitation on disk is the code's SHA-256 (invites/${hash:0:12}...), never the code"
+else
+    fail "the invitation on disk is the code's SHA-256, never the code" "$(ls -la "$p2/invites")"
+fi
+expect "GET /enroll?code=...: the form names the invited person" 200 "<h1>Welcome, Carol</h1>" "$(url "/enroll?code=$icode")"
+for field in 'name="code"' 'name="passphrase"' 'name="legacy"' 'carol.p12' 'Firefox: Settings' 'Chrome and Chromium'; do
+    [[ $body == *"$field"* ]] || fail "the form has $field" "${body:0:300}"
+done
+ok "  ... with the code, a passphrase, the legacy choice, and import steps for Firefox and Chrome"
+expect "an unknown code: 404, said plainly" 404 "not a valid invitation code" "$(url "/enroll?code=${icode%?}0")"
+if grep -qF "$icode" "$log"; then
+    fail "the log never shows an invitation code" "$(grep -F "$icode" "$log")"
+else
+    log_has "the log never shows an invitation code (code=...)" '"GET /enroll\?code=\.\.\. HTTP/1\.1" 200 enroll form for "Carol"'
+fi
+ORIGIN=(-H "Origin: https://localhost:$port")
+# enroll_post FILE CURL-ARGS...: POST /enroll, the answer's body into FILE
+enroll_post() {
+    local out=$1
+    shift
+    code=$(curl -sS --max-time 20 --cacert "$p2/server_cert.pem" -D "$work/enroll.head" -o "$out" \
+        -w '%{http_code}' "$@" "$(url /enroll)" 2>&1)
+    body=$(cat "$work/enroll.head")
+}
+expect "POST /enroll without Origin: 403 (CSRF)"         403 "403 Forbidden" --data "code=$icode&passphrase=" "$(url /enroll)"
+expect "POST /enroll from another site's page: 403"    403 "403 Forbidden" -H "Origin: https://evil.example" \
+    --data "code=$icode&passphrase=" "$(url /enroll)"
+expect "POST /enroll with Origin: null: 403"            403 "403 Forbidden" -H "Origin: null" \
+    --data "code=$icode&passphrase=" "$(url /enroll)"
+log_has "log: the cross-site POST, said so" '"POST /enroll HTTP/1\.1" 403 a POST from another site.s page'
+expect "a malformed %-escape in the body: 400"          400 "malformed" "${ORIGIN[@]}" \
+    --data "code=$icode&passphrase=%zz" "$(url /enroll)"
+expect "a form with the code twice: 400"                400 "malformed" "${ORIGIN[@]}" \
+    --data "code=$icode&code=$icode" "$(url /enroll)"
+expect "a body over 4 KiB: 413"                         413 "413 Content Too Large" "${ORIGIN[@]}" \
+    --data "code=$icode&passphrase=$(printf 'x%.0s' $(seq 4100))" "$(url /enroll)"
+expect_raw "a POST without Content-Length: 411" 411 \
+    $'POST /enroll HTTP/1.1\r\nHost: localhost\r\nOrigin: https://localhost\r\n\r\n'
+expect_raw "a chunked body: 411" 411 \
+    $'POST /enroll HTTP/1.1\r\nHost: localhost\r\nOrigin: https://localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'
+expect_raw "Sec-Fetch-Site: same-origin stands in for Origin (and a bogus code: 404)" 404 \
+    $'POST /enroll HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: same-origin\r\nContent-Length: 7\r\n\r\ncode=00'
+expect_raw "Sec-Fetch-Site: cross-site: 403" 403 \
+    $'POST /enroll HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: cross-site\r\nContent-Length: 7\r\n\r\ncode=00'
+hostile "a body that stops short of its Content-Length: cut off at the deadline" \
+    '"POST /enroll HTTP/1\.1" - reading the body: The operation timed out' \
+    tests/tlsclient --port "$port" --ca "$p2/server_cert.pem" --raw 'POST /enroll HTTP/1.1\r\nHost: localhost\r\nOrigin: https://localhost\r\nContent-Length: 20\r\n\r\ncode=00'
+
+enroll_post "$work/carol.p12" "${ORIGIN[@]}" --data "code=$icode&passphrase="
+if [ "$code" = 200 ] && grep -qi '^Content-Type: application/x-pkcs12' <<<"$body" &&
+   grep -qi '^Content-Disposition: attachment; filename="carol.p12"' <<<"$body" &&
+   grep -qi '^Cache-Control: no-store' <<<"$body"; then
+    ok "POST /enroll: 200, the bundle as carol.p12 (application/x-pkcs12, no-store)"
+else
+    fail "POST /enroll: 200, the bundle" "got $code" "$body"
+fi
+openssl pkcs12 -in "$work/carol.p12" -passin pass: -nokeys -clcerts 2>/dev/null |
+    openssl x509 -out "$work/carol_cert.pem" 2>/dev/null
+openssl pkcs12 -in "$work/carol.p12" -passin pass: -nocerts -nodes 2>/dev/null |
+    openssl pkey -out "$work/carol_key.pem" 2>/dev/null
+if [ -s "$work/carol_cert.pem" ] && [ -s "$work/carol_key.pem" ]; then
+    ok "openssl pkcs12 opens it with the empty passphrase: a certificate and a key"
+else
+    fail "openssl pkcs12 opens the bundle with the empty passphrase" "$(openssl pkcs12 -in "$work/carol.p12" -passin pass: -info -noout 2>&1 | tail -3)"
+fi
+info=$(openssl pkcs12 -in "$work/carol.p12" -passin pass: -info -noout 2>&1)
+if [[ $info == *"PBES2"*"AES-256-CBC"* ]] && [[ $info == *"MAC: sha256"* ]]; then
+    ok "  ... encrypted with PBES2/AES-256, MAC HMAC-SHA256"
+else
+    fail "  ... encrypted with PBES2/AES-256, MAC HMAC-SHA256" "$info"
+fi
+carol1=$(openssl x509 -in "$work/carol_cert.pem" -noout -serial | cut -d= -f2)
+text=$(openssl x509 -in "$work/carol_cert.pem" -noout -text)
+verified=$(openssl verify -CAfile "$p2/server_cert.pem" "$work/carol_cert.pem" 2>&1)
+days=$(( ($(date -d "$(openssl x509 -in "$work/carol_cert.pem" -noout -enddate | cut -d= -f2)" +%s) -
+          $(date -d "$(openssl x509 -in "$work/carol_cert.pem" -noout -startdate | cut -d= -f2)" +%s)) / 86400 ))
+problems=
+[[ $verified == *": OK" ]] || problems+=" openssl-verify"
+[[ $text == *"Subject: CN = Carol"* ]] || problems+=" subject"
+[[ $text == *"CA:FALSE"* ]] || problems+=" CA:FALSE"
+[[ $text == *"X509v3 Subject Key Identifier"* ]] || problems+=" SKI"
+[[ $text == *"X509v3 Authority Key Identifier"* ]] || problems+=" AKI"
+[[ $text == *"TLS Web Client Authentication"* ]] || problems+=" clientAuth"
+[[ $text == *"prime256v1"* ]] || problems+=" P-256"
+[ "$days" = 365 ] || problems+=" days=$days"
+[ "${#carol1}" = 32 ] || problems+=" serial=$carol1"
+if [ -z "$problems" ]; then
+    ok "the certificate: verifies against server_cert.pem (openssl verify), CN=Carol, ECDSA P-256, clientAuth, CA:FALSE, SKI and AKI, 365 days, serial $carol1"
+else
+    fail "the certificate as the issue asks" "missing:$problems" "$verified"
+fi
+if [ -f "$p2/issued/$carol1.pem" ] && cmp -s <(openssl x509 -in "$p2/issued/$carol1.pem") "$work/carol_cert.pem"; then
+    ok "the certificate is kept as issued/$carol1.pem"
+else
+    fail "the certificate is kept as issued/SERIAL.pem" "$(ls "$p2/issued" 2>&1)"
+fi
+keyline=$(sed -n 2p "$work/carol_key.pem")
+if [ -n "$keyline" ] && ! grep -rqF "$keyline" "$p2"; then
+    ok "the private key is nowhere in the certificate folder"
+else
+    fail "the private key is nowhere in the certificate folder" "$(grep -rlF "$keyline" "$p2")"
+fi
+log_has "log: enrolled, with the serial" "\"POST /enroll HTTP/1\\.1\" 200 enrolled \"Carol\", serial $carol1\$"
+expect "the same code again: 410, used already" 410 "has been used already" "${ORIGIN[@]}" \
+    --data "code=$icode&passphrase=" "$(url /enroll)"
+CAROL1=(--cert "$work/carol.p12" --cert-type p12)
+expect "Carol, with the bundle the server made: welcome" 200 "Hello Carol, your certificate was issued by localhost!" \
+    "${CAROL1[@]}" "$(url /authenticate)"
+
+# a second device for Carol, in the legacy bundle, under a passphrase
+icode=$(invite Carol)
+enroll_post "$work/carol2.p12" "${ORIGIN[@]}" --data "code=$icode&passphrase=s3cret+%26+more&legacy=1"
+info=$(openssl pkcs12 -in "$work/carol2.p12" -passin 'pass:s3cret & more' -info -noout 2>&1)
+if [ "$code" = 200 ] && [[ $info == *"pbeWithSHA1And3-KeyTripleDES-CBC"* ]] && [[ $info == *"MAC: sha1"* ]] &&
+   [[ $info != *"PBES2"* ]]; then
+    ok "legacy=1 and a passphrase: 3DES and an HMAC-SHA1 MAC, opened with 's3cret & more'"
+else
+    fail "the legacy bundle" "got $code" "$info"
+fi
+carol2=$(openssl pkcs12 -in "$work/carol2.p12" -passin 'pass:s3cret & more' -nokeys -clcerts 2>/dev/null |
+         openssl x509 -noout -serial | cut -d= -f2)
+CAROL2=(--cert "$work/carol2.p12:s3cret & more" --cert-type p12)
+expect "Carol's second device: welcome" 200 "Hello Carol" "${CAROL2[@]}" "$(url /authenticate)"
+
+# two enrollments at once with one code: exactly one bundle
+icode=$(invite Racer)
+race_pids=()
+for i in 1 2 3; do
+    curl -s --cacert "$p2/server_cert.pem" -o /dev/null -w '%{http_code}\n' "${ORIGIN[@]}" \
+        --data "code=$icode&passphrase=" "$(url /enroll)" >"$work/race$i" &
+    race_pids+=($!)
+done
+wait "${race_pids[@]}"
+statuses=$(cat "$work/race1" "$work/race2" "$work/race3" | sort | tr '\n' ' ')
+if [ "$statuses" = "200 410 410 " ]; then
+    ok "three enrollments at once with one code: one bundle, two 410s"
+else
+    fail "three enrollments at once with one code: one bundle" "statuses: $statuses"
+fi
+# an expired invitation: its expiry rewritten into the past
+icode=$(invite Zed --invite-hours 1)
+hash=$(printf '%s' "$icode" | openssl dgst -sha256 -r | cut -c1-64 | tr a-f A-F)
+sed -i 's/^[0-9]*/1000000000/' "$p2/invites/$hash"
+expect "an expired invitation: 410, said so" 410 "has expired" "$(url "/enroll?code=$icode")"
+# a name chosen to hurt: escaped in the page and in the log
+icode=$(invite '<b>Zoë & "Co"')
+expect "a name with HTML in it: escaped in the form" 200 "Welcome, &lt;b&gt;Zoë &amp; &quot;Co&quot;" "$(url "/enroll?code=$icode")"
+log_has "  ... and in the log" 'enroll form for "<b>Zoë & \\"Co\\""$'
+
+echo "# Part 2: the list, and revocation from the web"
+expect "GET /certificates without a certificate: 401" 401 "$NEED_CERT" "$(url /certificates)"
+expect "GET /certificates as Bob: 403"                403 "Sorry Bob" "${BOB_P12[@]/$certs/$p2}" "$(url /certificates)"
+expect "GET /certificates as Carol: both of hers"     200 "$carol1" "${CAROL1[@]}" "$(url /certificates)"
+if [[ $body == *"$carol2"* ]] && [ "$(grep -o '<td>valid</td>' <<<"$body" | wc -l)" = 2 ]; then
+    ok "  ... $carol1 and $carol2, both valid, each with a Revoke button"
+else
+    fail "  ... both valid" "${body:0:500}"
+fi
+ALICE2=(--cert "$p2/alice.p12" --cert-type p12)
+expect "GET /certificates as Alice: none of Carol's"  200 "Certificates issued to Alice" "${ALICE2[@]}" "$(url /certificates)"
+[[ $body != *"$carol1"* ]] || fail "Alice's list shows none of Carol's" "${body:0:300}"
+crl_before=$(sha256sum <"$p2/crl.pem")
+expect "Alice may not revoke Carol's certificate: 403" 403 "only certificates issued to you" \
+    "${ALICE2[@]}" "${ORIGIN[@]}" --data "serial=$carol1" "$(url /revoke)"
+expect "a revocation from another site's page: 403"  403 "403 Forbidden" \
+    "${CAROL2[@]}" -H "Origin: https://evil.example" --data "serial=$carol1" "$(url /revoke)"
+expect "a serial that is not one: 400"                 400 "no serial" \
+    "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=../../server_key" "$(url /revoke)"
+if [ "$(sha256sum <"$p2/crl.pem")" = "$crl_before" ]; then
+    ok "  ... after those, crl.pem is as it was"
+else
+    fail "  ... after those, crl.pem is as it was" "it changed"
+fi
+expect "Carol revokes her lost laptop's certificate from her other device" 200 "Certificate $carol1 is revoked" \
+    "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=${carol1,,}" "$(url /revoke)"
+log_has "log: revoked, and by whom" "\"POST /revoke HTTP/1\\.1\" 200 admitted \"CN=Carol\"; revoked $carol1\$"
+expect "the next connection with the laptop's: 403, revoked" 403 "it was revoked by its issuer" \
+    "${CAROL1[@]}" "$(url /authenticate)"
+expect "  ... her other device: still welcome" 200 "Hello Carol" "${CAROL2[@]}" "$(url /authenticate)"
+expect "  ... and the list says so" 200 "<td>$carol1</td><td>" "${CAROL2[@]}" "$(url /certificates)"
+[[ $body == *"<td>$carol1</td><td>"*"</td><td>revoked</td>"* ]] || fail "the list shows $carol1 revoked" "${body:0:500}"
+expect "Alice, throughout: welcome" 200 "$HELLO" "${ALICE2[@]}" "$(url /authenticate)"
+crl_text=$(openssl crl -in "$p2/crl.pem" -CAfile "$p2/server_cert.pem" -noout -text 2>&1)
+next=$(openssl crl -in "$p2/crl.pem" -noout -nextupdate | cut -d= -f2)
+if [[ $crl_text == "verify OK"* ]] && [[ $crl_text == *"Serial Number: 1000"* ]] &&
+   [[ $crl_text == *"Serial Number: $carol1"* ]] && [ "$(date -d "$next" +%s)" -gt $(( $(date +%s) + 300 * 86400 )) ]; then
+    ok "crl.pem: verifies (openssl crl -CAfile), keeps part 1's Carol (1000), lists $carol1, nextUpdate $next"
+else
+    fail "crl.pem as the issue asks" "${crl_text:0:600}"
+fi
+
+echo "# Part 2: revocation from the command line, then a restart"
+refuses "--revoke: not a serial"  2 "--revoke wants a serial of 1 to 40 hex digits" \
+    "$SERVER" --certs "$p2" --revoke "12; rm -rf /"
+number_before=$(openssl crl -in "$p2/crl.pem" -noout -crlnumber | sed 's/.*=0x//')
+if out=$("$SERVER" --certs "$p2" --revoke "$carol2" 2>&1) && [[ $out == *"$carol2 is now revoked"* ]]; then
+    ok "./server --revoke $carol2: exit 0"
+else
+    fail "./server --revoke SERIAL: exit 0" "$out"
+fi
+expect "the running server refuses it from the next connection" 403 "it was revoked by its issuer" \
+    "${CAROL2[@]}" "$(url /authenticate)"
+number_after=$(openssl crl -in "$p2/crl.pem" -noout -crlnumber | sed 's/.*=0x//')
+if [ $((16#$number_after)) -gt $((16#$number_before)) ]; then
+    ok "  ... the CRL number went up ($number_before -> $number_after)"
+else
+    fail "  ... the CRL number went up" "$number_before -> $number_after"
+fi
+if out=$("$SERVER" --certs "$p2" --renew-crl 2>&1) &&
+   openssl crl -in "$p2/crl.pem" -CAfile "$p2/server_cert.pem" -noout -text 2>&1 | grep -q "Serial Number: $carol2"; then
+    ok "./server --renew-crl: signed again, entries kept"
+else
+    fail "./server --renew-crl" "$out"
+fi
+stop_server
+start_server --timeout 2 --certs "$p2" --enroll
+expect "after a restart: the laptop's still refused"       403 "it was revoked by its issuer" "${CAROL1[@]}" "$(url /authenticate)"
+expect "after a restart: the other device's still refused" 403 "it was revoked by its issuer" "${CAROL2[@]}" "$(url /authenticate)"
+expect "after a restart: Alice welcome"                    200 "$HELLO" "${ALICE2[@]}" "$(url /authenticate)"
+stop_server
+
+
 echo "# every server this script started: no sanitizer or valgrind report"
 cat "$work/servers.log" "$log" >"$work/all-servers.log" 2>/dev/null
 if grep -Eq 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$work/all-servers.log"; then
@@ -796,19 +1069,6 @@ if [ -n "${SERVER_WRAPPER:-}" ]; then
 fi
 
 echo "# the command line"
-# refuses NAME STATUS TEXT COMMAND...: the command exits with STATUS and
-# says TEXT (an error that names the file or the flag)
-refuses() {
-    local name=$1 want=$2 text=$3 out status
-    shift 3
-    out=$("$@" 2>&1)
-    status=$?
-    if [ "$status" = "$want" ] && [[ $out == *"$text"* ]]; then
-        ok "$name: exit $status, \"${text:0:60}\""
-    else
-        fail "$name" "wanted exit $want and: $text" "got exit $status: $out"
-    fi
-}
 refuses "missing key file"             1 "$work/nowhere/server_key.pem" "$SERVER" --certs "$work/nowhere"
 refuses "CA file without certificates" 1 "no CA certificate in $certs/alice_key.pem" \
     "$SERVER" --certs "$certs" --ca "$certs/alice_key.pem"

@@ -11,7 +11,11 @@
  *     text with no control byte, no bare quote, no broken or deceptive UTF-8,
  *     from which the escapes give back exactly the bytes that went in; and
  *     as request line, subject DN and GnuTLS's reason, remember_request_line,
- *     note_visitor and format_log_line must make one line with no control byte.
+ *     note_visitor and format_log_line must make one line with no control byte;
+ *   - as part 2's input: a form body (form_field, form_decode), a serial
+ *     (parse_serial) and an invited name (bad_name); and, put after an
+ *     invitation code in a request line, remember_request_line must hide
+ *     the code.
  * Build and run: make fuzz (FUZZ_SECONDS=60 by default).
  */
 #define main server_main
@@ -52,6 +56,64 @@ static void check_request(const char *data, size_t size)
     assert(memchr(req.path, '?', req.path_len) == NULL);
     (void)method_is(&req, "GET");
     (void)path_is(&req, "/authenticate");
+    /* part 2's header fields: inside the head, the length a number */
+    assert(req.content_length >= -1 && req.content_length <= 999999999);
+    assert(req.query == NULL || (req.query >= head && req.query + req.query_len <= head + head_len));
+    assert(req.origin == NULL || (req.origin >= head && req.origin + req.origin_len <= head + head_len));
+    assert(req.host == NULL || (req.host >= head && req.host + req.host_len <= head + head_len));
+    (void)from_our_page(&req);
+}
+
+/* Part 2's form decoding, on the bytes as a body: a field decodes into no
+ * more than its buffer, with no control byte. */
+static void check_form(const char *data, size_t size)
+{
+    static const char *const fields[] = {"code", "passphrase", "legacy", "serial"};
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+        char out[64];
+        memset(out, 'Z', sizeof out);
+        int found = form_field(data, size, fields[f], out, 33);
+        assert(found >= -1 && found <= 1);
+        assert(out[33] == 'Z');                 /* not a byte past cap */
+        if (found == 1) {
+            size_t n = strlen(out);
+            assert(n < 33);
+            for (size_t i = 0; i < n; i++)
+                assert((unsigned char)out[i] >= 0x20 && out[i] != 0x7f);
+        }
+    }
+    /* a serial: only hex digits go in, and the file name that comes out is
+     * upper-case hex, so it can't reach outside issued/ */
+    char text[64], hex[41];
+    unsigned char bytes[20];
+    size_t len;
+    size_t n = size < sizeof text - 1 ? size : sizeof text - 1;
+    memcpy(text, data, n);
+    text[n] = '\0';
+    if (parse_serial(text, bytes, &len, hex)) {
+        assert(len >= 1 && len <= 20 && strlen(hex) == 2 * len);
+        assert(strspn(hex, "0123456789ABCDEF") == strlen(hex));
+    }
+    /* an invited name: bad_name lets through only what log_escape keeps as
+     * it is, so the name reads the same in the page and the log */
+    if (bad_name(text) == NULL) {
+        char logged[4 * sizeof text];
+        log_escape(logged, sizeof logged, text, strlen(text));
+        assert(strchr(text, '"') != NULL || strchr(text, '\\') != NULL ||
+               strcmp(logged, text) == 0);
+    }
+}
+
+/* The request line in the log: an invitation code never shows. */
+static void check_redaction(const char *data, size_t size)
+{
+    struct connection conn;
+    memset(&conn, 0, sizeof conn);
+    char line[400];
+    int n = snprintf(line, sizeof line, "GET /enroll?code=0123456789ABCDEF0123456789ABCDEF&%.*s HTTP/1.1",
+                     (int)(size < 200 ? size : 200), data);
+    remember_request_line(&conn, line, (size_t)n);
+    assert(strncmp(conn.request_line, "GET /enroll?code=...&", 21) == 0);
 }
 
 /* Undo log_escape: \\ \" \xNN.  Returns the length, or -1 if out holds an
@@ -147,5 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_name((const char *)data, size);
     check_log_escape((const char *)data, size);
     check_log_line((const char *)data, size);
+    check_form((const char *)data, size);
+    check_redaction((const char *)data, size);
     return 0;
 }
