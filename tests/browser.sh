@@ -37,6 +37,7 @@ start_server --timeout 2
 
 origin=https://localhost:$port
 HELLO="Hello Alice, your certificate was issued by localhost!"
+ff_extra=()     # more arguments for tests/marionette.py (Part 2 submits forms)
 
 # nss_db DIR [PERSON...]: an NSS database, as a browser keeps one, that
 # trusts server_cert.pem as a CA and holds the people's .p12 bundles
@@ -157,8 +158,8 @@ EOF
     HOME=$profile timeout 60 firefox-esr --headless --marionette --no-remote --profile "$profile" \
         about:blank >>"$work/firefox.err" 2>&1 &
     ff_pid=$!
-    timeout 60 python3 tests/marionette.py --port "$mport" ${shot:+--screenshot "$shot"} "$url" \
-        2>>"$work/firefox.err"
+    timeout 60 python3 tests/marionette.py --port "$mport" ${shot:+--screenshot "$shot"} \
+        "${ff_extra[@]}" "$url" 2>>"$work/firefox.err"
     # Marionette:Quit ends Firefox; the timeout ends one that hangs
     wait "$ff_pid" 2>/dev/null
 }
@@ -211,5 +212,59 @@ firefox_shows "Firefox, --reject-unauthorized: Alice still gets the Hello Alice 
     "https://localhost:$port/authenticate" "" alice
 firefox_shows "Firefox, --reject-unauthorized, no certificate: Firefox's own error page" \
     "error code: SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT" "https://localhost:$port/authenticate" ""
+
+# --- Part 2: a certificate the server issues, in both browsers ---------------
+# Firefox fills in the invitation's form and posts it, as its button would,
+# so the CSRF check meets a real browser's Origin; the bundle it gets back
+# is imported into a fresh NSS database for each browser, as alice.p12 is.
+echo "# Part 2: ./server --enroll; Carol enrolls in Firefox, then visits in both browsers"
+stop_server
+start_server --timeout 2 --enroll
+origin=https://localhost:$port
+ff_extra=()
+icode=$("$SERVER" --certs "$certs" --port "$port" --invite Carol 2>/dev/null | sed -n 's|.*code=||p')
+ff_extra=(--submit-form "$certs/carol-issued.p12")
+page=$(firefox_visit "$origin/enroll?code=$icode" "")
+ff_extra=()
+if [[ $page == *"Welcome, Carol"* ]] && [[ $page == *"submitted: 200 application/x-pkcs12"* ]] &&
+    openssl pkcs12 -in "$certs/carol-issued.p12" -passin pass: -nokeys 2>/dev/null | grep -q 'subject=CN = Carol'; then
+    ok "Firefox: the invitation's form, posted from the page: 200, Carol's .p12"
+else
+    fail "Firefox: the invitation's form, posted: Carol's .p12" "got: ${page:0:400}" "log: $(tail -n 3 "$log")"
+fi
+if grep -q '"POST /enroll HTTP/1.1" 200 enrolled "Carol"' "$log"; then
+    ok "  ... the server took Firefox's Origin as its own page's (log: enrolled)"
+else
+    fail "  ... the server enrolled Carol (log)" "$(tail -n 3 "$log")"
+fi
+HELLO_CAROL="Hello Carol, your certificate was issued by localhost!"
+new_browser with-carol carol-issued
+page=$(chromium_in with-carol --dump-dom "$origin/authenticate")
+if [[ $page == *"$HELLO_CAROL"* ]]; then
+    ok "Chromium with the bundle the server issued: Hello Carol"
+else
+    fail "Chromium with the bundle the server issued: Hello Carol" "got: ${page:0:300}"
+fi
+firefox_shows "Firefox with the bundle the server issued: Hello Carol" "$HELLO_CAROL" \
+    "$origin/authenticate" "" carol-issued
+# the list's Revoke button, pressed in Firefox
+ff_extra=(--submit-form "$work/revoked.html")
+page=$(firefox_visit "$origin/certificates" "" carol-issued)
+ff_extra=()
+if [[ $page == *"Certificates issued to Carol"* ]] && [[ $page == *"submitted: 200 text/html"* ]] &&
+    grep -q "is revoked" "$work/revoked.html"; then
+    ok "Firefox: /certificates lists Carol's, and its Revoke button works: $(head -c 60 "$work/revoked.html")..."
+else
+    fail "Firefox: /certificates and its Revoke button" "got: ${page:0:400}" "answer: $(cat "$work/revoked.html" 2>&1)"
+fi
+REVOKED="Refused because it was revoked by its issuer."
+page=$(chromium_in with-carol --dump-dom "$origin/authenticate")
+if [[ $page == *"Sorry Carol"* ]] && [[ $page == *"$REVOKED"* ]]; then
+    ok "Chromium, after the revocation: the 403 page, revoked by its issuer"
+else
+    fail "Chromium, after the revocation: the 403 page" "got: ${page:0:300}"
+fi
+firefox_shows "Firefox, after the revocation: the 403 page, revoked by its issuer" "$REVOKED" \
+    "$origin/authenticate" "" carol-issued
 
 finish

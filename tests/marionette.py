@@ -8,9 +8,13 @@ Python's standard library, opens a session, goes to URL, and prints the
 address the tab ended on, the error code of a certificate error page, and the
 page's text, so that a test can assert on them: an error page is
 about:neterror?e=nssFailure2&... or about:certerror?...  With
---screenshot FILE it also saves a PNG of the tab.
+--screenshot FILE it also saves a PNG of the tab.  With --submit-form FILE
+it then submits the page's first form the way its button would (a POST
+from the page, with the Origin and Sec-Fetch-Site Firefox itself adds),
+prints the answer's status and type, and saves its body in FILE: how the
+Part 2 test enrolls and revokes in a real browser.
 
-    marionette.py --port N URL [--screenshot FILE] [--wait SECONDS]
+    marionette.py --port N URL [--screenshot FILE] [--submit-form FILE] [--wait SECONDS]
 
 Exit status: 0 when the page was read, 2 when Firefox could not be reached.
 """
@@ -70,6 +74,7 @@ def main():
     parser.add_argument("url")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--screenshot")
+    parser.add_argument("--submit-form")
     parser.add_argument("--wait", type=float, default=30, help="seconds to wait for Firefox")
     args = parser.parse_args()
     try:
@@ -108,6 +113,27 @@ def main():
     if code:
         print("error code: %s" % code)
     print(text)
+    if args.submit_form:
+        # fetch() of the form's own action and fields: what the button
+        # sends, but with the answer handed back to us instead of to
+        # Firefox's download manager
+        error, result = ff.call("WebDriver:ExecuteAsyncScript", {
+            "script": "var done = arguments[arguments.length - 1];"
+                      "var f = document.querySelector('form');"
+                      "if (!f) { done(['no form', '', '']); return; }"
+                      "fetch(f.action, {method: 'POST', body: new URLSearchParams(new FormData(f))})"
+                      ".then(r => r.arrayBuffer().then(b => {"
+                      "  var s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c));"
+                      "  done([String(r.status), r.headers.get('content-type'), btoa(s)]); }))"
+                      ".catch(e => done(['fetch failed: ' + e, '', '']));",
+            "args": []})
+        if error:
+            print("submit: %s" % error.get("error", error))
+        else:
+            status, ctype, body = result["value"]
+            print("submitted: %s %s" % (status, ctype))
+            with open(args.submit_form, "wb") as out:
+                out.write(base64.b64decode(body))
     if args.screenshot:
         _, shot = ff.call("WebDriver:TakeScreenshot", {"full": False})
         with open(args.screenshot, "wb") as out:
