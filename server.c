@@ -20,6 +20,10 @@
  *   5. the answers                                  app.get(...), res.send(...)
  *   6. one connection, start to end
  *
+ * PART 2, sections A to E, is the article the tutorial promised and never
+ * published: the server issues certificates to invited visitors and takes
+ * them back (./server --enroll).  Part-1 readers can skip it.
+ *
  * Skip the rest on a first pass: it is THE MACHINERY, what a real server
  * needs that express and Node did for the tutorial (sections 7 to 12: the
  * deadline on every connection, the log, HTTP by hand, the accept loop and

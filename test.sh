@@ -287,6 +287,7 @@ one_line "CN with a NUL and a forged line (GnuTLS-made)" 'CN=#0c' self_signed_vi
 one_line "CN with bytes that are not UTF-8 (GnuTLS-made)" 'CN=Nobody\xff\xfe\xc0\xaf' self_signed_visit 'Nobody\xff\xfe\xc0\xaf'
 one_line "CN with a right-to-left override (GnuTLS-made)" 'CN=Nobody\xe2\x80\xae' self_signed_visit 'Nobody\xe2\x80\xae ecilA'
 one_line "CN with a C1 control, CSI (GnuTLS-made)" 'CN=Nobody\xc2\x9b2J' self_signed_visit 'Nobody\xc2\x9b2J'
+one_line "CN with an Arabic letter mark, U+061C (GnuTLS-made)" 'CN=Nobody\xd8\x9c' self_signed_visit 'Nobody\xd8\x9c ecilA'
 if grep -qF 'admitted "CN=\\<script\\>alert(1)\\</script\\> \\\"Zoë\\\"\\, Jr."' "$log"; then
     ok "log: a readable name stays readable: Zoë, with her quotes escaped"
 else
