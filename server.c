@@ -1008,7 +1008,10 @@ static int form_field(const char *body, size_t len, const char *name, char *out,
 #define CRL_DAYS 365            /* nextUpdate, as gencerts.sh's default_crl_days */
 
 /* The CA that signs: the tutorial's server_cert.pem and server_key.pem,
- * the pair that signed Alice in part 1. */
+ * the pair that signed Alice in part 1.  Loaded once and shared by the
+ * worker threads: since GnuTLS 3.5.11 a gnutls_privkey_t takes a lock of
+ * its own, so many threads may sign with one (gnutls_privkey_init(3)), and
+ * the certificate is only read. */
 struct issuer {
     gnutls_x509_crt_t crt;
     gnutls_privkey_t key;
@@ -1168,8 +1171,12 @@ static int invite(const struct options *o)
         fprintf(stderr, "server: --invite: %s\n", problem);
         return 2;
     }
-    if ((ret = gnutls_rnd(GNUTLS_RND_KEY, raw, sizeof raw)) < 0 ||
-        (ret = (to_hex(raw, sizeof raw, code), code_hash(code, hash))) < 0) {
+    ret = gnutls_rnd(GNUTLS_RND_KEY, raw, sizeof raw);
+    if (ret == 0) {
+        to_hex(raw, sizeof raw, code);
+        ret = code_hash(code, hash);
+    }
+    if (ret < 0) {
         fprintf(stderr, "server: --invite: %s\n", gnutls_strerror(ret));
         return 1;
     }
@@ -1720,7 +1727,8 @@ static void enroll_bundle(const struct server *srv, struct connection *conn, con
     int has_code = form_field(req->body, req->body_len, "code", code, sizeof code);
     int has_pass = form_field(req->body, req->body_len, "passphrase", passphrase, sizeof passphrase);
     int has_legacy = form_field(req->body, req->body_len, "legacy", legacy, sizeof legacy);
-    if (has_code < 0 || has_pass < 0 || has_legacy < 0 || has_code == 0) {
+    if (has_code < 0 || has_pass < 0 || has_legacy < 0 || has_code == 0 ||
+        (has_legacy == 1 && strcmp(legacy, "1") != 0)) {    /* the box's value="1" */
         note(conn, "enroll: a malformed form");
         page(ans, 400, strdup("400 Bad Request: the form is malformed or has no code."));
         return;
@@ -1839,9 +1847,11 @@ static size_t list_issued(const struct options *o, const char *name, struct issu
             continue;
         gnutls_x509_crt_t crt = read_certificate(file);
         char *cn = crt ? read_common_name(crt, SUBJECT) : NULL;
-        if (cn && strcmp(cn, name) == 0) {
+        unsigned char serial[20];
+        size_t serial_len = sizeof serial;
+        if (cn && strcmp(cn, name) == 0 && gnutls_x509_crt_get_serial(crt, serial, &serial_len) == 0) {
             struct issued *it = &out[count++];
-            snprintf(it->serial, sizeof it->serial, "%.*s", (int)(len - 4), e->d_name);
+            to_hex(serial, serial_len, it->serial);     /* from the certificate, not the file name */
             it->issued = gnutls_x509_crt_get_activation_time(crt);
             it->revoked = crl && gnutls_x509_crt_check_revocation(crt, &crl, 1) == 1;
         }
