@@ -884,6 +884,7 @@ if [ -n "${SERVER_WRAPPER:-}" ]; then
     max_time=120
     stop_server
     start_server --timeout 90 --certs "$p2" --enroll
+    ORIGIN=(-H "Origin: https://localhost:$port")
 fi
 enroll_post "$work/carol.p12" "${ORIGIN[@]}" --data "code=$icode&passphrase="
 if [ "$code" = 200 ] && grep -qi '^Content-Type: application/x-pkcs12' <<<"$body" &&
