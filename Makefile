@@ -8,7 +8,7 @@
 #   make asan     the whole test suite against an AddressSanitizer+UBSan build
 #   make tsan     the whole test suite against a ThreadSanitizer build
 #   make valgrind the whole test suite with the server under valgrind
-#   make fuzz     libFuzzer on the request parser and HTML escaping (clang)
+#   make fuzz     libFuzzer on the request parser, HTML and log escaping, and part 2's form decoding (clang)
 #   make bench    server CPU per connection next to the cost of its crypto, and
 #                 throughput with 1-16 clients next to gnutls-serv and nginx
 #   make profile  the same in instructions, inside the server (callgrind)
