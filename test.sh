@@ -1059,6 +1059,28 @@ expect "after a restart: the other device's still refused" 403 "it was revoked b
 expect "after a restart: Alice welcome"                    200 "$HELLO" "${ALICE2[@]}" "$(url /authenticate)"
 stop_server
 max_time=20
+# A CRL past its nextUpdate: GnuTLS refuses it, so the server won't start;
+# --renew-crl is the remedy (README: Keeping the CRL fresh).
+stale=$work/part2-stale
+cp -r "$certs" "$stale"
+(cd "$stale" && openssl ca -config ca/ca.cnf -gencrl -crlsec 1 -out crl.pem 2>/dev/null)
+sleep 1.5
+refuses "a CRL past its nextUpdate: the server won't start" 1 "no usable CRL in $stale/crl.pem" \
+    "$SERVER" --certs "$stale" --port 0
+next=
+if "$SERVER" --certs "$stale" --renew-crl 2>"$work/renew.err"; then
+    next=$(openssl crl -in "$stale/crl.pem" -noout -nextupdate | cut -d= -f2)
+fi
+if [ -n "$next" ] && [ "$(date -d "$next" +%s)" -gt $(( $(date +%s) + 300 * 86400 )) ] &&
+   openssl crl -in "$stale/crl.pem" -noout -text | grep -q "Serial Number: 1000"; then
+    ok "./server --renew-crl: the same list, nextUpdate $next"
+else
+    fail "./server --renew-crl renews a stale CRL" "$(cat "$work/renew.err")"
+fi
+start_server --timeout 2 --certs "$stale"
+expect "  ... and the server starts, Carol of part 1 still revoked" 403 "it was revoked by its issuer" \
+    --cert "$stale/carol_cert.pem" --key "$stale/carol_key.pem" "$(url /authenticate)"
+stop_server
 
 
 echo "# every server this script started: no sanitizer or valgrind report"
