@@ -1653,6 +1653,11 @@ static void page(struct answer *ans, int status, char *html)
     ans->page = html ? html : NULL;
 }
 
+/* Find the invitation a code opens.  If it is not open, the answer says
+ * why (404, 410) and the log too; returns whether it is open. */
+static bool open_invitation(const struct server *srv, struct connection *conn, const char *code,
+                            struct invitation *inv, struct answer *ans);
+
 static const char *invitation_problem(enum invitation_state state, int *status)
 {
     *status = state == INVITE_UNKNOWN ? 404 : 410;
@@ -1675,23 +1680,35 @@ static void bundle_file_name(const char *name, char *out, size_t cap)
     snprintf(out + o, cap - o, "%s.p12", o ? "" : "certificate");
 }
 
+static bool open_invitation(const struct server *srv, struct connection *conn, const char *code,
+                            struct invitation *inv, struct answer *ans)
+{
+    static const char *const said[] = {
+        [INVITE_UNKNOWN] = "no such invitation",
+        [INVITE_USED] = "the invitation was used already",
+        [INVITE_EXPIRED] = "the invitation has expired",
+    };
+    int status;
+    find_invitation(srv->opts, code, inv);
+    if (inv->state == INVITE_OPEN)
+        return true;
+    note(conn, "enroll: %s", said[inv->state]);
+    const char *problem = invitation_problem(inv->state, &status);
+    page(ans, status, strdup(problem));
+    return false;
+}
+
 /* GET /enroll?code=CODE: whom the invitation names, and the form. */
 static void enroll_form(const struct server *srv, struct connection *conn,
                         const struct request *req, struct answer *ans)
 {
     char code[2 * CODE_BYTES + 8] = "";
     struct invitation inv;
-    int status;
 
     if (req->query == NULL || form_field(req->query, req->query_len, "code", code, sizeof code) != 1)
         code[0] = '\0';
-    find_invitation(srv->opts, code, &inv);
-    if (inv.state != INVITE_OPEN) {
-        const char *problem = invitation_problem(inv.state, &status);
-        note(conn, "enroll form: %s", status == 404 ? "no such invitation" : "invitation not open");
-        page(ans, status, strdup(problem));
+    if (!open_invitation(srv, conn, code, &inv, ans))
         return;
-    }
     char *name = html_escape(inv.name);
     char log_name[4 * MAX_NAME + 8], file_name[MAX_NAME + 8];
     bundle_file_name(inv.name, file_name, sizeof file_name);
@@ -1743,13 +1760,8 @@ static void enroll_bundle(const struct server *srv, struct connection *conn, con
     }
     if (has_pass == 0)
         passphrase[0] = '\0';
-    find_invitation(srv->opts, code, &inv);
-    if (inv.state != INVITE_OPEN) {
-        const char *problem = invitation_problem(inv.state, &status);
-        note(conn, "enroll: %s", status == 404 ? "no such invitation" : "invitation not open");
-        page(ans, status, strdup(problem));
+    if (!open_invitation(srv, conn, code, &inv, ans))
         goto out;
-    }
     log_escape(log_name, sizeof log_name, inv.name, strlen(inv.name));
     /* Use the code up first: of two requests racing with one code, only one
      * goes on to make a key (a bundle costs a third of a second of CPU).
