@@ -1647,10 +1647,12 @@ static bool from_our_page(const struct request *req)
            memcmp(req->fetch_site, "same-origin", 11) == 0;
 }
 
+/* The answer: html with status, or a 500 when there is no html (out of
+ * memory); answer_request writes the 500's page. */
 static void page(struct answer *ans, int status, char *html)
 {
     ans->status = html ? status : 500;
-    ans->page = html ? html : NULL;
+    ans->page = html;
 }
 
 /* Find the invitation a code opens.  If it is not open, the answer says
