@@ -20,14 +20,15 @@
  *   5. the answers                                  app.get(...), res.send(...)
  *   6. one connection, start to end
  *
- * PART 2, sections A to E, is the article the tutorial promised and never
- * published: the server issues certificates to invited visitors and takes
- * them back (./server --enroll).  Part-1 readers can skip it.
+ * PART 2, sections A to F, is the article the tutorial promised and never
+ * published: the server issues certificates to invited visitors, records
+ * whose they are, and takes them back (./server --enroll).  Part-1 readers
+ * can skip it.
  *
  * Skip the rest on a first pass: it is THE MACHINERY, what a real server
- * needs that express and Node did for the tutorial (sections 7 to 12: the
+ * needs that express and Node did for the tutorial (sections 7 to 13: the
  * deadline on every connection, the log, HTTP by hand, the accept loop and
- * its worker threads, the command line, main).  Come back to 7, 8 and
+ * its worker threads, files written whole, the command line, main).  Come back to 7, 8 and
  * 10 to see why a slow or hostile client can't hold the server, forge its
  * log, or keep others out.
  *
@@ -76,6 +77,7 @@
 #define DEFAULT_INVITE_HOURS 24     /* part 2: how long an invitation is good for */
 #define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
 #define MAX_REQUEST_BODY  4096      /* part 2's forms: a code, a passphrase, a box */
+#define WHY_SIZE 256                /* an error message: what failed, and why */
 
 /* ========================================================================== */
 /*                        THE LESSON: the tutorial in C                       */
@@ -88,7 +90,7 @@
  * connection would redo the key check and double the cost of a handshake.
  */
 
-/* The files behind opts; the command line (section 11) fills them in. */
+/* The files behind opts; the command line (section 12) fills them in. */
 struct options {
     int port;                    /* 0 = any free port (the tests use it) */
     int timeout_s;
@@ -101,7 +103,7 @@ struct options {
     int max_clients;             /* connections in flight at most (section 10) */
     int max_per_address;         /* of those, from one address */
     /* Part 2: the server issues and revokes certificates */
-    char certs_dir[PATH_MAX];    /* where invites/ and issued/ are kept */
+    char certs_dir[PATH_MAX];    /* where invites/, accounts/ and issued/ are kept */
     char issuer_cert_file[PATH_MAX];    /* the CA that signs: server_cert.pem */
     char issuer_key_file[PATH_MAX];     /* and its key: server_key.pem */
     bool enroll;                 /* --enroll: the part-2 pages */
@@ -139,34 +141,35 @@ struct server {
 };
 
 /* GnuTLS's "Error while reading file" does not say which one; we do. */
-static int check_readable(const char *path, const char *what)
+static int check_readable(const char *path, const char *what, char *why)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        fprintf(stderr, "server: cannot read the %s %s: %s\n", what, path, strerror(errno));
-        if (errno == ENOENT)
-            fprintf(stderr, "server: run ./gencerts.sh (or make) to create the tutorial's files\n");
+        snprintf(why, WHY_SIZE, "cannot read the %s %.150s: %s", what, path, strerror(errno));
         return -1;
     }
     fclose(f);
     return 0;
 }
 
-/* opts, loaded into fresh credentials.  Returns 0, or -1 after a message
- * that names the file.  Section 10 calls it again when crl.pem changes. */
-static int load_credentials(gnutls_certificate_credentials_t *out, const struct options *o)
+/* opts, loaded into fresh credentials.  Returns 1 with a CRL, 0 without
+ * one, or -1 with why[] naming the file.  Section 10 calls it again when
+ * crl.pem changes, with crl_required once a CRL has been in force: a lost
+ * crl.pem must never switch revocation off. */
+static int load_credentials(gnutls_certificate_credentials_t *out, const struct options *o,
+                            bool crl_required, char *why)
 {
     gnutls_certificate_credentials_t creds;
-    int ret;
+    int ret, with_crl = 0;
 
-    if (check_readable(o->key_file, "server key") < 0 ||
-        check_readable(o->cert_file, "server certificate") < 0 ||
-        check_readable(o->ca_file, "CA certificate") < 0)
+    if (check_readable(o->key_file, "server key", why) < 0 ||
+        check_readable(o->cert_file, "server certificate", why) < 0 ||
+        check_readable(o->ca_file, "CA certificate", why) < 0)
         return -1;
 
     ret = gnutls_certificate_allocate_credentials(&creds);
     if (ret < 0) {
-        fprintf(stderr, "server: credentials: %s\n", gnutls_strerror(ret));
+        snprintf(why, WHY_SIZE, "credentials: %s", gnutls_strerror(ret));
         return -1;
     }
     /* key + cert: what the server shows every client. GnuTLS also checks here
@@ -174,17 +177,16 @@ static int load_credentials(gnutls_certificate_credentials_t *out, const struct 
     ret = gnutls_certificate_set_x509_key_file(creds, o->cert_file, o->key_file,
                                                GNUTLS_X509_FMT_PEM);
     if (ret < 0) {
-        fprintf(stderr, "server: cannot use %s with %s: %s\n",
-                o->cert_file, o->key_file, gnutls_strerror(ret));
+        snprintf(why, WHY_SIZE, "cannot use %.100s with %.100s: %s",
+                 o->cert_file, o->key_file, gnutls_strerror(ret));
         goto fail;
     }
-    fprintf(stderr, "server: presenting %s\n", o->cert_file);
     /* ca: the issuers whose clients we admit. It returns how many certificates
      * it read; a file with none is an error for us, not for GnuTLS. */
     ret = gnutls_certificate_set_x509_trust_file(creds, o->ca_file, GNUTLS_X509_FMT_PEM);
     if (ret <= 0) {
-        fprintf(stderr, "server: no CA certificate in %s: %s\n", o->ca_file,
-                ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM certificate");
+        snprintf(why, WHY_SIZE, "no CA certificate in %.150s: %s", o->ca_file,
+                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM certificate");
         goto fail;
     }
     /* Beyond the tutorial: a CA takes back certificates by listing them in
@@ -192,22 +194,20 @@ static int load_credentials(gnutls_certificate_credentials_t *out, const struct 
      * VERIFY_CRLS makes GnuTLS check, as it loads the CRL, that one of the
      * CAs above signed it, so a stray file is an error now, not a silent
      * no-op later. */
-    if (o->crl_required || access(o->crl_file, F_OK) == 0) {
-        if (check_readable(o->crl_file, "certificate revocation list") < 0)
+    if (crl_required || access(o->crl_file, F_OK) == 0) {
+        if (check_readable(o->crl_file, "certificate revocation list", why) < 0)
             goto fail;
         gnutls_certificate_set_flags(creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
         ret = gnutls_certificate_set_x509_crl_file(creds, o->crl_file, GNUTLS_X509_FMT_PEM);
         if (ret <= 0) {
-            fprintf(stderr, "server: no usable CRL in %s: %s\n", o->crl_file,
-                    ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
+            snprintf(why, WHY_SIZE, "no usable CRL in %.150s: %s", o->crl_file,
+                     ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
             goto fail;
         }
-        fprintf(stderr, "server: revoked certificates are listed in %s\n", o->crl_file);
-    } else {
-        fprintf(stderr, "server: no %s: revocation is not checked\n", o->crl_file);
+        with_crl = 1;
     }
     *out = creds;
-    return 0;
+    return with_crl;
 fail:
     gnutls_certificate_free_credentials(creds);
     return -1;
@@ -238,6 +238,7 @@ static void free_server(struct server *srv)
 struct connection {
     int fd;
     gnutls_certificate_credentials_t creds;    /* opts, as loaded when it began */
+    struct shared_creds *newer_creds;   /* newer ones, for the check (section 10) */
     struct timespec deadline;   /* the whole exchange must end by then */
     unsigned long bytes_in;     /* how much the client sent us */
     char peer[INET6_ADDRSTRLEN];
@@ -253,6 +254,9 @@ static void use_deadline_transport(gnutls_session_t s, struct connection *conn, 
 static void note(struct connection *conn, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 static void log_escape(char *out, size_t cap, const char *text, size_t len);
+struct shared_creds;
+static int use_current_credentials(gnutls_session_t s, struct connection *conn);
+static void release_newer_creds(struct connection *conn);
 
 /*
  * Tutorial: requestCert: true, rejectUnauthorized: false.
@@ -518,7 +522,8 @@ static char *refusal_words(unsigned int status)
  * The purpose check (TLS WWW client) refuses a certificate our CA made for
  * servers only; one without any extended key usage may serve any purpose.
  */
-static void check_client_certificate(gnutls_session_t s, struct identity *id)
+static void check_client_certificate(gnutls_session_t s, struct connection *conn,
+                                     struct identity *id)
 {
     gnutls_typed_vdata_st purpose = {
         .type = GNUTLS_DT_KEY_PURPOSE_OID,
@@ -528,7 +533,10 @@ static void check_client_certificate(gnutls_session_t s, struct identity *id)
     gnutls_datum_t text = {NULL, 0};
 
     memset(id, 0, sizeof *id);
-    int ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
+    /* the CRL in force now, even if it changed since the handshake */
+    int ret = use_current_credentials(s, conn);
+    if (ret == 0)
+        ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
     if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
         return;                                 /* no certificate at all */
     id->presented = true;
@@ -648,6 +656,7 @@ static const char *status_text(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
     default: return "Internal Server Error";
     }
@@ -708,7 +717,7 @@ out:
 static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
 {
     struct identity id;
-    check_client_certificate(s, &id);
+    check_client_certificate(s, conn, &id);
     note_visitor(conn, &id);
     char *page = greeting(&id, status);
     free_identity(&id);
@@ -729,17 +738,21 @@ struct answer {
 struct server;
 static void enroll_form(const struct server *srv, struct connection *conn,
                         const struct request *req, struct answer *ans);
-static void enroll_bundle(const struct server *srv, struct connection *conn, const struct request *req,
-                   struct answer *ans);
+static void enroll_bundle(const struct server *srv, struct connection *conn,
+                          const struct request *req, struct answer *ans);
 static void certificates_page(gnutls_session_t s, const struct server *srv,
                               struct connection *conn, struct answer *ans);
-static void revoke_certificate(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                   const struct request *req, struct answer *ans);
+static void revoke_certificate(gnutls_session_t s, const struct server *srv,
+                               struct connection *conn, const struct request *req,
+                               struct answer *ans);
+static void add_device(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                       const struct request *req, struct answer *ans);
 
 /* Which routes take a POST: part 2's, and only under --enroll. */
 static bool takes_post(const struct server *srv, const struct request *req)
 {
-    return srv->issuer && (path_is(req, "/enroll") || path_is(req, "/revoke"));
+    return srv->issuer &&
+           (path_is(req, "/enroll") || path_is(req, "/revoke") || path_is(req, "/add-device"));
 }
 
 /* Route the request (tutorial: app.get('/') and app.get('/authenticate'))
@@ -765,10 +778,12 @@ static void route(gnutls_session_t s, const struct server *srv, struct connectio
         certificates_page(s, srv, conn, ans);
     } else if (part2 && post && path_is(req, "/revoke")) {
         revoke_certificate(s, srv, conn, req, ans);
+    } else if (part2 && post && path_is(req, "/add-device")) {
+        add_device(s, srv, conn, req, ans);
     } else {
         bool known = path_is(req, "/") || path_is(req, "/authenticate") ||
                      (part2 && (path_is(req, "/enroll") || path_is(req, "/certificates") ||
-                                path_is(req, "/revoke")));
+                                takes_post(srv, req)));
         ans->status = known ? 405 : 404;
         ans->allow = !known ? NULL
                    : takes_post(srv, req) ? (path_is(req, "/enroll") ? "GET, HEAD, POST" : "POST")
@@ -964,6 +979,7 @@ out:
     free(ans.page);
     if (s)
         gnutls_deinit(s);
+    release_newer_creds(&conn);
 }
 
 /* ========================================================================== */
@@ -977,15 +993,16 @@ out:
  * certificates dynamically and install them seamlessly to the users'
  * browser."  That article was never published.  This is it:
  *
- *   A. invitations    ./server --invite Carol prints a link that works once
- *   B. issuing        a new key pair and a certificate for the invited name
- *   C. the bundle     both in one PKCS#12 file, like part 1's alice.p12
- *   D. revocation     a new CRL signed by the CA; the server reloads it
- *   E. the pages      GET/POST /enroll, GET /certificates, POST /revoke
+ *   A. issuing        a new key pair and a certificate, signed by our CA
+ *   B. the bundle     both in one PKCS#12 file, like part 1's alice.p12
+ *   C. revocation     our CA's CRL, signed anew; the server takes it up
+ *   D. accounts       whose certificate it is: the server's record, not a name
+ *   E. invitations    ./server --invite Carol prints a link that works once
+ *   F. the pages      /enroll, /certificates, /revoke, /add-device
  *
- * FIRST READING of part 2: B, C and D are the GnuTLS calls that openssl
- * made in part 1 (gencerts.sh); A and E are how a visitor reaches them.
- * Part-1 readers can skip to THE MACHINERY.
+ * FIRST READING of part 2: A, B and C are the GnuTLS calls that openssl
+ * made in part 1 (gencerts.sh); D is this part's lesson; E and F are how a
+ * visitor reaches them.  Part-1 readers can skip to THE MACHINERY.
  *
  * "Seamlessly" can't mean what it meant in 2017: browsers have removed the
  * <keygen> element the author's draft used, and no page may install a
@@ -1001,9 +1018,22 @@ static bool deceptive(const unsigned char *s, size_t len);
 static int join_path(char *out, const char *dir, const char *name);
 static int hex_value(unsigned char c);
 static int form_field(const char *body, size_t len, const char *name, char *out, size_t cap);
+static long ms_left(const struct connection *conn);
+static int make_folder(const char *path, char *why);
+static int write_file(const char *path, const void *data, size_t len, mode_t mode, char *why);
+static int read_small_file(const char *path, char *buf, size_t cap);
+struct text {                   /* a page built piece by piece (section 11) */
+    char *s;
+    size_t len, cap;
+    bool failed;
+};
+static void text_add(struct text *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static char *text_take(struct text *t);
 
 #define CODE_BYTES 16           /* 128 bits per invitation code */
+#define ACCOUNT_BYTES 8         /* 64 random bits name an account */
 #define MAX_NAME 64             /* bytes of an invited name (RFC 5280: a CN has at most 64 characters) */
+#define MAX_SERIAL 21           /* bytes of a serial: 20 (RFC 5280 4.1.2.2), and a 00 before them */
 #define CERT_DAYS 365           /* as gencerts.sh signs Alice */
 #define CRL_DAYS 365            /* nextUpdate, as gencerts.sh's default_crl_days */
 
@@ -1028,7 +1058,6 @@ static void free_issuer(struct issuer *ca)
 }
 
 /* Say which step failed and why, into why[WHY_SIZE]; returns -1. */
-#define WHY_SIZE 256
 static int failed(char *why, const char *step, int ret)
 {
     snprintf(why, WHY_SIZE, "%.150s: %s", step, gnutls_strerror(ret));
@@ -1045,9 +1074,9 @@ static int load_issuer(const struct options *o, struct issuer *ca)
     int ret;
 
     memset(ca, 0, sizeof *ca);
-    if (check_readable(o->issuer_cert_file, "CA certificate") < 0 ||
-        check_readable(o->issuer_key_file, "CA key") < 0)
-        return -1;
+    if (check_readable(o->issuer_cert_file, "CA certificate", why) < 0 ||
+        check_readable(o->issuer_key_file, "CA key", why) < 0)
+        goto fail;
     if ((ret = gnutls_x509_crt_init(&ca->crt)) < 0 ||
         (ret = gnutls_load_file(o->issuer_cert_file, &pem)) < 0 ||
         (ret = gnutls_x509_crt_import(ca->crt, &pem, GNUTLS_X509_FMT_PEM)) < 0) {
@@ -1095,156 +1124,7 @@ static void to_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* ======================= A. Invitations ================================== */
-/*
- * The author's draft e-mailed a link; we print it, and the operator passes
- * it on.  The link's code is the only thing that lets a stranger (with no
- * certificate yet) get one, so:
- *   - 128 random bits from GnuTLS's key-grade generator (GNUTLS_RND_KEY);
- *   - on disk only its SHA-256, as the file's name (invites/HASH): a copy
- *     of the folder does not hold a usable code;
- *   - compared in constant time, so that timing says nothing about how
- *     much of a guess was right;
- *   - used up by renaming HASH to HASH.used, which only one of two
- *     simultaneous enrollments can do;
- *   - it names the person: the name in the certificate comes from the
- *     invitation, never from the form.
- */
-
-enum invitation_state { INVITE_UNKNOWN, INVITE_OPEN, INVITE_USED, INVITE_EXPIRED };
-
-struct invitation {
-    enum invitation_state state;
-    char name[MAX_NAME + 1];
-    time_t expires;
-    char file[PATH_MAX];
-};
-
-/* A name becomes a certificate's CN and a page's heading: printable UTF-8,
- * 1 to 64 bytes, no space at either end.  Returns NULL or what is wrong. */
-static const char *bad_name(const char *name)
-{
-    size_t len = strlen(name);
-    if (len == 0 || len > MAX_NAME)
-        return "a name has 1 to 64 bytes";
-    if (name[0] == ' ' || name[len - 1] == ' ')
-        return "a name does not begin or end with a space";
-    for (size_t i = 0; i < len;) {
-        const unsigned char *s = (const unsigned char *)name + i;
-        size_t n = s[0] < 0x80 ? 1 : utf8_length(s, len - i);
-        if (n == 0)
-            return "a name is UTF-8 text";
-        if ((n == 1 && (s[0] < 0x20 || s[0] == 0x7f)) || deceptive(s, n))
-            return "a name holds no control or direction characters";
-        i += n;
-    }
-    return NULL;
-}
-
-static bool same_secret(const char *a, const char *b, size_t n)
-{
-    unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++)     /* no early exit: the time is the same */
-        diff |= (unsigned char)(a[i] ^ b[i]);
-    return diff == 0;
-}
-
-static int code_hash(const char *code, char hex[65])
-{
-    unsigned char digest[32];
-    int ret = gnutls_hash_fast(GNUTLS_DIG_SHA256, code, strlen(code), digest);
-    if (ret == 0)
-        to_hex(digest, sizeof digest, hex);
-    return ret;
-}
-
-/* ./server --invite NAME: write the invitation, print its link.  Returns
- * the exit status. */
-static int invite(const struct options *o)
-{
-    unsigned char raw[CODE_BYTES];
-    char code[2 * CODE_BYTES + 1], hash[65], dir[PATH_MAX], file[PATH_MAX];
-    const char *problem = bad_name(o->invite_name);
-    int ret;
-
-    if (problem) {
-        fprintf(stderr, "server: --invite: %s\n", problem);
-        return 2;
-    }
-    ret = gnutls_rnd(GNUTLS_RND_KEY, raw, sizeof raw);
-    if (ret == 0) {
-        to_hex(raw, sizeof raw, code);
-        ret = code_hash(code, hash);
-    }
-    if (ret < 0) {
-        fprintf(stderr, "server: --invite: %s\n", gnutls_strerror(ret));
-        return 1;
-    }
-    if (join_path(dir, o->certs_dir, "invites") < 0 || join_path(file, dir, hash) < 0 ||
-        (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
-        fprintf(stderr, "server: --invite: cannot make %s/invites: %s\n", o->certs_dir,
-                strerror(errno));
-        return 1;
-    }
-    FILE *f = NULL;
-    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    time_t expires = time(NULL) + (time_t)o->invite_hours * 3600;
-    if (fd < 0 || (f = fdopen(fd, "w")) == NULL ||
-        fprintf(f, "%lld %s\n", (long long)expires, o->invite_name) < 0 || fclose(f) != 0) {
-        fprintf(stderr, "server: --invite: cannot write %s: %s\n", file, strerror(errno));
-        if (f == NULL && fd >= 0)
-            close(fd);
-        return 1;
-    }
-    printf("https://localhost:%d/enroll?code=%s\n", o->port, code);
-    fprintf(stderr, "server: invited \"%s\" for %d hours; the link works once, with "
-                    "./server --enroll\n", o->invite_name, o->invite_hours);
-    return 0;
-}
-
-/* Find the invitation a code opens, and in what state it is. */
-static void find_invitation(const struct options *o, const char *code, struct invitation *inv)
-{
-    char dir[PATH_MAX], hash[65], name[72] = "";
-    bool used = false;
-
-    memset(inv, 0, sizeof *inv);
-    if (strlen(code) != 2 * CODE_BYTES || code_hash(code, hash) < 0 ||
-        join_path(dir, o->certs_dir, "invites") < 0)
-        return;
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        size_t len = strlen(e->d_name);
-        bool is_used = len == 69 && strcmp(e->d_name + 64, ".used") == 0;
-        if ((len == 64 || is_used) && same_secret(e->d_name, hash, 64)) {
-            memcpy(name, e->d_name, len + 1);
-            used = is_used;
-        }
-    }
-    closedir(d);
-    long long expires;
-    FILE *f = name[0] && join_path(inv->file, dir, name) == 0 ? fopen(inv->file, "r") : NULL;
-    if (f == NULL)
-        return;
-    if (fscanf(f, "%lld %64[^\n]", &expires, inv->name) == 2 && bad_name(inv->name) == NULL) {
-        inv->expires = (time_t)expires;
-        inv->state = used ? INVITE_USED : time(NULL) >= inv->expires ? INVITE_EXPIRED : INVITE_OPEN;
-    }
-    fclose(f);
-}
-
-/* Use the invitation up.  rename() is atomic: of two enrollments racing
- * with one code, one renames the file and the other finds it gone. */
-static bool claim_invitation(const struct invitation *inv)
-{
-    char used[PATH_MAX + 8];
-    snprintf(used, sizeof used, "%s.used", inv->file);
-    return rename(inv->file, used) == 0;
-}
-
-/* ======================= B. Issuing a certificate ======================== */
+/* ======================= A. Issuing a certificate ======================== */
 /*
  * What part 1 did with openssl req and openssl x509 -req -CA (gencerts.sh),
  * with GnuTLS's calls.  The key is ECDSA P-256: made in milliseconds,
@@ -1291,8 +1171,8 @@ static int issue_certificate(const struct issuer *ca, const char *name,
         (ret = gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE)) < 0 ||
         (ret = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_CLIENT, 0)) < 0)
         goto fail_crt;
-    /* The key identifiers link it to its key and to its issuer's, as
-     * openssl's default extensions do for Alice. */
+    /* The key identifiers (RFC 5280 4.2.1.1 and 4.2.1.2) link it to its own
+     * key and to the key of the CA that signed it. */
     id_size = sizeof id;
     if ((ret = gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA1, id, &id_size)) < 0 ||
         (ret = gnutls_x509_crt_set_subject_key_id(crt, id, id_size)) < 0)
@@ -1321,7 +1201,7 @@ out:
     return -1;
 }
 
-/* ======================= C. The bundle: PKCS#12 =========================== */
+/* ======================= B. The bundle: PKCS#12 =========================== */
 /*
  * Part 1's openssl pkcs12 -export, with GnuTLS: a PKCS#12 file holds "bags";
  * one holds the certificate, one the key, both encrypted under the
@@ -1393,94 +1273,113 @@ fail:
     return ret < 0 ? -1 : 0;
 }
 
-/* The certificate, which is public, is kept (issued/SERIAL.pem) so that
- * /certificates can list it and /revoke can check whose it is.  The key is
- * not: it leaves in the bundle and the server forgets it. */
-static int keep_certificate(const struct options *o, gnutls_x509_crt_t crt, const char *serial,
-                            char *why)
-{
-    char dir[PATH_MAX], file[PATH_MAX], name[64];
-    gnutls_datum_t pem = {NULL, 0};
-    int ret = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem);
-    if (ret < 0)
-        return failed(why, "exporting the certificate", ret);
-    snprintf(name, sizeof name, "%s.pem", serial);
-    FILE *f = NULL;
-    if (join_path(dir, o->certs_dir, "issued") < 0 || join_path(file, dir, name) < 0 ||
-        (mkdir(dir, 0755) < 0 && errno != EEXIST) || (f = fopen(file, "wx")) == NULL ||
-        fwrite(pem.data, 1, pem.size, f) != pem.size) {
-        snprintf(why, WHY_SIZE, "cannot write issued/%s: %s", name, strerror(errno));
-        ret = -1;
-    }
-    if (f && fclose(f) != 0 && ret == 0) {
-        snprintf(why, WHY_SIZE, "cannot write issued/%s: %s", name, strerror(errno));
-        ret = -1;
-    }
-    gnutls_free(pem.data);
-    return ret < 0 ? -1 : 0;
-}
 
-/* ======================= D. Revocation: a new CRL ========================= */
+/* ======================= C. Revocation: our CA's CRL, signed anew ========= */
 /*
  * Part 1's openssl ca -revoke and -gencrl, with GnuTLS.  crl.pem is the
- * record: every entry already in it is copied (Carol of part 1 stays
- * revoked), the new serial is added, and the CA signs the whole list anew
- * with a later CRL number.  The file is replaced by rename(), so a reader
- * sees the old list or the new one, never half of one; the running server
- * notices the change before its next connection (section 10).
+ * record of every revocation, so it is changed, never started afresh: our
+ * CA's CRL in it is read, the serial is added to it (the entries already
+ * there stay as they are, openssl's reason codes too), and the CA signs it
+ * again with the next CRL number and nextUpdate a year ahead.  CRLs of
+ * other CAs in the same file are kept as they are.  The new file is written
+ * aside and renamed over the old (section 11), so a reader sees the old
+ * list or the new one, never half of one; the running server takes it up
+ * at its next certificate check (section 10).
+ *
+ * Failing closed: a crl.pem that is missing or unreadable, or that holds
+ * no CRL of our CA (or two), is not replaced by a new list, which would
+ * forget every revocation before it: the revocation is refused, and the
+ * message says why.  An entry already listed is not added twice, and the
+ * file is then left alone.
  *
  * Freshness: GnuTLS refuses a CRL whose nextUpdate has passed, and so does
- * this server at start.  Each signing puts nextUpdate a year ahead;
- * ./server --renew-crl signs the same list again, for a cron job.
+ * this server at start.  ./server --renew-crl signs the same list again,
+ * for a cron job.
  *
  * One writer at a time: two revocations at once (two threads, or a thread
- * and ./server --revoke) would each copy the old list and the second rename
- * would lose the first one's entry.  flock() on crl.pem.lock serializes
- * them; it works between threads too, since each opens the file anew.
- *
- * Reason codes that openssl ca wrote (keyCompromise) are entry extensions
- * GnuTLS can't copy; the entries keep their serial and date.
+ * and ./server --revoke) would each read the old list, and the second
+ * rename would lose the first one's entry.  flock() on crl.pem.lock
+ * serializes them; it works between threads too, since each opens the file
+ * anew.  A revocation from the web waits for the lock only until its
+ * connection's deadline, and gives up before the rename once that has
+ * passed: no page leaves the lock held behind it.
  */
-static int read_crl(const char *file, gnutls_x509_crl_t *out)
+
+/*
+ * Serials.  A serial is a DER INTEGER, so it is positive only with a 00
+ * byte in front when its first byte is 0x80 or more: openssl prints the
+ * INTEGER 00 80 as "80", and the bytes 80 alone read as -128.  GnuTLS
+ * hands serials over as the INTEGER's bytes, 00 included; we write them as
+ * openssl prints them, without it.  From bytes with or without leading
+ * zeros: the INTEGER's bytes into der (*len of them), the hex into hex.
+ */
+static void canonical_serial(const unsigned char *in, size_t n, unsigned char der[MAX_SERIAL],
+                             size_t *len, char hex[2 * MAX_SERIAL + 1])
 {
-    gnutls_datum_t pem = {NULL, 0};
-    int ret = gnutls_x509_crl_init(out);
-    if (ret < 0)
-        return ret;
-    if ((ret = gnutls_load_file(file, &pem)) < 0 ||
-        (ret = gnutls_x509_crl_import(*out, &pem, GNUTLS_X509_FMT_PEM)) < 0) {
-        gnutls_x509_crl_deinit(*out);
-        *out = NULL;
+    while (n > 1 && in[0] == 0)
+        in++, n--;
+    if (n > MAX_SERIAL - 1)
+        n = MAX_SERIAL - 1;     /* longer than RFC 5280 allows: not one of ours */
+    to_hex(in, n, hex);
+    size_t sign = in[0] & 0x80 ? 1 : 0;
+    der[0] = 0;
+    memcpy(der + sign, in, n);
+    *len = n + sign;
+}
+
+/* A serial as people write it ("4A0F...", "80", "0080"): 1 to 40 hex
+ * digits.  Returns false if it is not one. */
+static bool parse_serial(const char *text, unsigned char der[MAX_SERIAL], size_t *len,
+                         char hex[2 * MAX_SERIAL + 1])
+{
+    unsigned char bytes[20];
+    size_t n = strlen(text), odd = n % 2;
+    if (n == 0 || n > 40 || strspn(text, "0123456789abcdefABCDEF") != n)
+        return false;
+    for (size_t i = 0; i < (n + odd) / 2; i++) {
+        int hi = i == 0 && odd ? 0 : hex_value((unsigned char)text[2 * i - odd]);
+        int lo = hex_value((unsigned char)text[2 * i + 1 - odd]);
+        bytes[i] = (unsigned char)(hi * 16 + lo);
     }
-    gnutls_free(pem.data);
+    canonical_serial(bytes, (n + odd) / 2, der, len, hex);
+    return true;
+}
+
+/* The serial of a certificate, as above.  0, or a GnuTLS error. */
+static int certificate_serial(gnutls_x509_crt_t crt, unsigned char der[MAX_SERIAL], size_t *len,
+                              char hex[2 * MAX_SERIAL + 1])
+{
+    unsigned char raw[64];
+    size_t n = sizeof raw;
+    int ret = gnutls_x509_crt_get_serial(crt, raw, &n);
+    if (ret == 0)
+        canonical_serial(raw, n, der, len, hex);
     return ret;
 }
 
-/* The old list's entries, copied into crl; *listed says whether serial was
- * one of them. */
-static int copy_entries(gnutls_x509_crl_t old, gnutls_x509_crl_t crl,
-                        const unsigned char *serial, size_t serial_len, bool *listed)
+/* Whether crl lists serial (the INTEGER's bytes). */
+static bool crl_lists(gnutls_x509_crl_t crl, const unsigned char *serial, size_t len)
 {
-    int count = gnutls_x509_crl_get_crt_count(old);
-    for (int i = 0; i < count; i++) {
-        unsigned char s[64];
-        size_t n = sizeof s;
-        time_t when;
-        int ret = gnutls_x509_crl_get_crt_serial(old, i, s, &n, &when);
-        if (ret < 0 || (ret = gnutls_x509_crl_set_crt_serial(crl, s, n, when)) < 0)
-            return ret;
-        if (serial && n == serial_len && memcmp(s, serial, n) == 0)
-            *listed = true;
+    gnutls_x509_crl_iter_t iter = NULL;
+    unsigned char raw[64], der[MAX_SERIAL];
+    size_t n = sizeof raw, der_len;
+    char hex[2 * MAX_SERIAL + 1];
+    time_t when;
+    bool found = false;
+    while (!found && gnutls_x509_crl_iter_crt_serial(crl, &iter, raw, &n, &when) == 0) {
+        canonical_serial(raw, n, der, &der_len, hex);
+        found = der_len == len && memcmp(der, serial, len) == 0;
+        n = sizeof raw;
     }
-    return count < 0 ? count : 0;
+    gnutls_x509_crl_iter_deinit(iter);
+    return found;
 }
 
 /* The next CRL number: the old one plus one (RFC 5280 5.2.3). */
 static void next_crl_number(gnutls_x509_crl_t old, unsigned char *num, size_t *len)
 {
     size_t n = *len;
-    if (old == NULL || gnutls_x509_crl_get_number(old, num, &n, NULL) < 0 || n == 0 ||
-        n >= *len) {
+    if (gnutls_x509_crl_get_number(old, num, &n, NULL) < 0 || n == 0 || n >= *len) {
         num[0] = 1;
         *len = 1;
         return;
@@ -1496,49 +1395,129 @@ static void next_crl_number(gnutls_x509_crl_t old, unsigned char *num, size_t *l
     *len = n;
 }
 
-/* Add serial (or nothing, to renew) to crl.pem, signed by the CA.  Returns
- * 1 if it was added, 0 if it was listed already (or nothing to add), -1. */
-static int update_crl(const struct options *o, const struct issuer *ca,
-                      const unsigned char *serial, size_t serial_len, char *why)
+/* Whether crl is our CA's: signed by it.  Past its nextUpdate it is still
+ * ours: renewing it is the remedy, so "superseded" (and the INVALID that
+ * comes with it) is no reason to refuse. */
+static bool signed_by(gnutls_x509_crl_t crl, const struct issuer *ca)
 {
-    char lock_file[PATH_MAX + 8], tmp_file[PATH_MAX + 8];
-    gnutls_x509_crl_t old = NULL, crl = NULL;
+    const unsigned int stale = GNUTLS_CERT_INVALID | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED;
+    unsigned int status = GNUTLS_CERT_INVALID;
+    return gnutls_x509_crl_verify(crl, &ca->crt, 1, 0, &status) == 0 &&
+           (status == 0 || status == stale);
+}
+
+/* Take the lock: wait as long as it takes on the command line (conn NULL),
+ * and only until the connection's deadline for a page. */
+static int take_lock(int fd, const struct connection *conn)
+{
+    if (conn == NULL)
+        return flock(fd, LOCK_EX);
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK)
+            return -1;
+        if (ms_left(conn) <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
+    }
+    return 0;
+}
+
+/* crl.pem, split into our CA's CRL (*ours) and the text of the others
+ * before and after it.  0, or -1 with why. */
+static int read_crl_file(const struct options *o, const struct issuer *ca, gnutls_x509_crl_t *ours,
+                         struct text *before, struct text *after, char *why)
+{
+    static const char begin[] = "-----BEGIN X509 CRL-----", end[] = "-----END X509 CRL-----";
+    gnutls_datum_t file = {NULL, 0};
+    int ret = gnutls_load_file(o->crl_file, &file);
+    if (ret < 0) {
+        int e = access(o->crl_file, R_OK) < 0 ? errno : EIO;
+        snprintf(why, WHY_SIZE, "cannot read %.150s: %s", o->crl_file, strerror(e));
+        return -1;
+    }
+    const char *p = (const char *)file.data, *stop = p + file.size, *b;
+    *ours = NULL;
+    while ((b = memmem(p, (size_t)(stop - p), begin, sizeof begin - 1)) != NULL) {
+        const char *e = memmem(b, (size_t)(stop - b), end, sizeof end - 1);
+        if (e == NULL) {
+            snprintf(why, WHY_SIZE, "%.150s: a CRL is cut short", o->crl_file);
+            goto fail;
+        }
+        for (e += sizeof end - 1; e < stop && (*e == '\r' || *e == '\n'); e++)
+            ;
+        gnutls_datum_t block = {(unsigned char *)b, (unsigned)(e - b)};
+        gnutls_x509_crl_t crl;
+        if ((ret = gnutls_x509_crl_init(&crl)) < 0) {
+            failed(why, o->crl_file, ret);
+            goto fail;
+        }
+        if ((ret = gnutls_x509_crl_import(crl, &block, GNUTLS_X509_FMT_PEM)) < 0) {
+            gnutls_x509_crl_deinit(crl);
+            failed(why, o->crl_file, ret);
+            goto fail;
+        }
+        if (signed_by(crl, ca) && *ours == NULL) {
+            *ours = crl;
+        } else if (signed_by(crl, ca)) {
+            gnutls_x509_crl_deinit(crl);
+            snprintf(why, WHY_SIZE, "%.150s holds two CRLs of our CA", o->crl_file);
+            goto fail;
+        } else {                            /* another CA's: kept as it is */
+            gnutls_x509_crl_deinit(crl);
+            text_add(*ours ? after : before, "%.*s", (int)(e - b), b);
+        }
+        p = e;
+    }
+    gnutls_free(file.data);
+    if (*ours == NULL) {
+        snprintf(why, WHY_SIZE, "%.100s holds no CRL signed by %.100s", o->crl_file,
+                 o->issuer_cert_file);
+        return -1;
+    }
+    return 0;
+fail:
+    gnutls_free(file.data);
+    if (*ours)
+        gnutls_x509_crl_deinit(*ours);
+    *ours = NULL;
+    return -1;
+}
+
+/* Add serial (the INTEGER's bytes) to our CA's CRL in crl.pem, or with
+ * serial NULL sign it again as it is.  conn: the connection whose deadline
+ * bounds the work, or NULL on the command line.  Returns 1 if it was
+ * added, 0 if it was listed already (nothing written) or the list was
+ * renewed, -1 with why. */
+static int update_crl(const struct options *o, const struct issuer *ca,
+                      const unsigned char *serial, size_t serial_len,
+                      const struct connection *conn, char *why)
+{
+    char lock_file[PATH_MAX + 8];
+    gnutls_x509_crl_t crl = NULL;
     gnutls_datum_t pem = {NULL, 0};
+    struct text before = {0}, after = {0}, all = {0};
     unsigned char num[32], id[64];
     size_t num_len = sizeof num, id_size = sizeof id;
-    unsigned int status = 0;
-    bool listed = false;
     time_t now = time(NULL);
     int ret, result = -1;
 
     snprintf(lock_file, sizeof lock_file, "%s.lock", o->crl_file);
-    snprintf(tmp_file, sizeof tmp_file, "%s.tmp", o->crl_file);
     int lock = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock < 0 || flock(lock, LOCK_EX) < 0) {
+    if (lock < 0 || take_lock(lock, conn) < 0) {
         snprintf(why, WHY_SIZE, "cannot lock %.150s: %s", lock_file, strerror(errno));
         goto out;
     }
-    /* The list so far: it must be ours, or we would sign someone else's.
-     * Past its nextUpdate it is still ours: renewing it is the remedy, so
-     * "superseded" (and its INVALID) is no reason to refuse. */
-    const unsigned int stale = GNUTLS_CERT_INVALID | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED;
-    if (access(o->crl_file, F_OK) == 0) {
-        if ((ret = read_crl(o->crl_file, &old)) < 0) {
-            failed(why, o->crl_file, ret);
-            goto out;
-        }
-        if ((ret = gnutls_x509_crl_verify(old, &ca->crt, 1, 0, &status)) < 0 ||
-            (status & ~stale) != 0 || status == GNUTLS_CERT_INVALID) {
-            snprintf(why, WHY_SIZE, "%.100s is not signed by %.100s", o->crl_file,
-                     o->issuer_cert_file);
-            goto out;
-        }
+    if (read_crl_file(o, ca, &crl, &before, &after, why) < 0)
+        goto out;
+    if (serial && crl_lists(crl, serial, serial_len)) {
+        result = 0;
+        goto out;
     }
-    next_crl_number(old, num, &num_len);
-    if ((ret = gnutls_x509_crl_init(&crl)) < 0 ||
-        (old && (ret = copy_entries(old, crl, serial, serial_len, &listed)) < 0) ||
-        (serial && !listed &&
-         (ret = gnutls_x509_crl_set_crt_serial(crl, serial, serial_len, now)) < 0) ||
+    /* -revoke and -gencrl: the entry, the dates, the number, the signature */
+    next_crl_number(crl, num, &num_len);
+    if ((serial && (ret = gnutls_x509_crl_set_crt_serial(crl, serial, serial_len, now)) < 0) ||
         (ret = gnutls_x509_crl_set_version(crl, 2)) < 0 ||
         (ret = gnutls_x509_crl_set_this_update(crl, now)) < 0 ||
         (ret = gnutls_x509_crl_set_next_update(crl, now + CRL_DAYS * 86400L)) < 0 ||
@@ -1550,45 +1529,30 @@ static int update_crl(const struct options *o, const struct issuer *ca,
         failed(why, "signing the CRL", ret);
         goto out;
     }
-    /* write aside, flush to disk, then rename over the old list */
-    int fd = open(tmp_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, pem.data, pem.size) != (ssize_t)pem.size || fsync(fd) < 0 ||
-        close(fd) < 0 || rename(tmp_file, o->crl_file) < 0) {
-        snprintf(why, WHY_SIZE, "cannot write %.150s: %s", o->crl_file, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp_file);
+    text_add(&all, "%s%.*s%s", before.s ? before.s : "", (int)pem.size, (char *)pem.data,
+             after.s ? after.s : "");
+    if (all.failed || before.failed || after.failed) {
+        snprintf(why, WHY_SIZE, "%s", strerror(ENOMEM));
         goto out;
     }
-    result = serial && !listed ? 1 : 0;
+    if (conn && ms_left(conn) <= 0) {
+        snprintf(why, WHY_SIZE, "the connection's deadline passed; %.150s is unchanged",
+                 o->crl_file);
+        goto out;
+    }
+    if (write_file(o->crl_file, all.s, all.len, 0644, why) < 0)
+        goto out;
+    result = serial ? 1 : 0;
 out:
     if (lock >= 0)
         close(lock);            /* and with it the lock */
     gnutls_free(pem.data);
-    if (old)
-        gnutls_x509_crl_deinit(old);
+    free(text_take(&before));
+    free(text_take(&after));
+    free(text_take(&all));
     if (crl)
         gnutls_x509_crl_deinit(crl);
     return result;
-}
-
-/* A serial as people write it, "4A0F..." (openssl x509 -noout -serial):
- * 1 to 40 hex digits.  Fills bytes and the canonical upper-case hex, which
- * is also the name of its file in issued/.  Returns false if it is not one. */
-static bool parse_serial(const char *text, unsigned char *bytes, size_t *len, char hex[41])
-{
-    size_t n = strlen(text);
-    if (n == 0 || n > 40 || strspn(text, "0123456789abcdefABCDEF") != n)
-        return false;
-    size_t odd = n % 2;
-    *len = (n + odd) / 2;
-    for (size_t i = 0; i < *len; i++) {
-        int hi = i == 0 && odd ? 0 : hex_value((unsigned char)text[2 * i - odd]);
-        int lo = hex_value((unsigned char)text[2 * i + 1 - odd]);
-        bytes[i] = (unsigned char)(hi * 16 + lo);
-    }
-    to_hex(bytes, *len, hex);
-    return true;
 }
 
 /* ./server --revoke SERIAL, or --renew-crl: the operator's way.  Returns
@@ -1596,39 +1560,483 @@ static bool parse_serial(const char *text, unsigned char *bytes, size_t *len, ch
 static int revoke_from_command_line(const struct options *o)
 {
     struct issuer ca;
-    unsigned char bytes[20];
+    unsigned char der[MAX_SERIAL];
     size_t len = 0;
-    char hex[41], why[WHY_SIZE];
+    char hex[2 * MAX_SERIAL + 1], why[WHY_SIZE];
     bool renew = o->revoke_serial == NULL;
 
-    if (!renew && !parse_serial(o->revoke_serial, bytes, &len, hex)) {
+    if (!renew && !parse_serial(o->revoke_serial, der, &len, hex)) {
         fprintf(stderr, "server: --revoke wants a serial of 1 to 40 hex digits, as "
                         "openssl x509 -noout -serial prints it, not '%s'\n", o->revoke_serial);
         return 2;
     }
     if (load_issuer(o, &ca) < 0)
         return 1;
-    int ret = update_crl(o, &ca, renew ? NULL : bytes, len, why);
+    int ret = update_crl(o, &ca, renew ? NULL : der, len, NULL, why);
     free_issuer(&ca);
     if (ret < 0) {
-        fprintf(stderr, "server: %s\n", why);
+        fprintf(stderr, "server: %s; nothing was %s\n", why, renew ? "signed" : "revoked");
         return 1;
     }
     if (renew)
         fprintf(stderr, "server: %s signed again, valid for %d days\n", o->crl_file, CRL_DAYS);
+    else if (ret == 0)
+        fprintf(stderr, "server: %s was revoked already; %s is unchanged\n", hex, o->crl_file);
     else
-        fprintf(stderr, "server: %s %s in %s; a running server refuses it from its next "
-                        "connection\n", hex, ret ? "is now revoked" : "was already revoked",
-                o->crl_file);
+        fprintf(stderr, "server: %s is now revoked in %s; a running server refuses it from its "
+                        "next certificate check\n", hex, o->crl_file);
     return 0;
 }
 
-/* ======================= E. The pages ==================================== */
+/* ======================= D. Accounts: whose certificate is it? ============ */
+/*
+ * A name is a claim; a certificate is a fact.  A CN says "Carol" because
+ * whoever made the certificate typed it: part 1's Alice was made by hand,
+ * two people may both be invited as "Carol", and another CA we trust may
+ * sign a "Carol" of its own.  So no name decides anything here.  Each
+ * invitation from the command line opens an account; each certificate
+ * issued through it is recorded under that account; and a visitor's
+ * account is found from the certificate they proved they hold: signed by
+ * our CA, and, looked up by its serial, the very certificate we recorded,
+ * byte for byte.  Real systems map a certificate to a user the same way:
+ * by issuer and serial, or by its key.  Windows (KB5014754, 2022) calls
+ * those mappings strong, and a mapping by subject name weak.
+ *
+ * On disk, under the certificate folder (folders 0700, certificates 0644,
+ * every other file 0600):
+ *   accounts/ID/name          the name the invitation gave: "Carol"
+ *   accounts/ID/SERIAL.pem    each certificate issued to the account
+ *   issued/SERIAL             the index: the ID of the account SERIAL is in
+ * Finding a visitor's account reads three small files, however many
+ * accounts there are.
+ */
+
+struct account {
+    char id[2 * ACCOUNT_BYTES + 1];     /* 16 hex digits */
+    char name[MAX_NAME + 1];
+};
+
+/* A name becomes a certificate's CN and a page's heading: printable UTF-8,
+ * 1 to 64 bytes, no space at either end, and nothing that hides or
+ * rearranges what is shown (section 8's deceptive(): controls, direction
+ * marks, and invisible characters such as U+200B and U+FEFF, with which
+ * "\uFEFFAlice" would read as "Alice").  Returns NULL or what is wrong. */
+static const char *bad_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > MAX_NAME)
+        return "a name has 1 to 64 bytes";
+    if (name[0] == ' ' || name[len - 1] == ' ')
+        return "a name does not begin or end with a space";
+    for (size_t i = 0; i < len;) {
+        const unsigned char *s = (const unsigned char *)name + i;
+        size_t n = s[0] < 0x80 ? 1 : utf8_length(s, len - i);
+        if (n == 0)
+            return "a name is UTF-8 text";
+        if ((n == 1 && (s[0] < 0x20 || s[0] == 0x7f)) || deceptive(s, n))
+            return "a name holds no control, direction or invisible characters";
+        i += n;
+    }
+    return NULL;
+}
+
+static bool valid_account_id(const char *id)
+{
+    return strlen(id) == 2 * ACCOUNT_BYTES && strspn(id, "0123456789ABCDEF") == 2 * ACCOUNT_BYTES;
+}
+
+/* DIR/accounts/ID/FILE (FILE may be NULL): 0, or -1 if too long. */
+static int account_path(char *out, const struct options *o, const char *id, const char *file)
+{
+    int n = snprintf(out, PATH_MAX, "%s/accounts/%s%s%s", o->certs_dir, id, file ? "/" : "",
+                     file ? file : "");
+    return n < 0 || n >= PATH_MAX ? -1 : 0;
+}
+
+/* The account ID, as its files say; false if they don't say it properly. */
+static bool read_account(const struct options *o, const char *id, struct account *acct)
+{
+    char path[PATH_MAX], text[MAX_NAME + 2];
+    memset(acct, 0, sizeof *acct);
+    if (!valid_account_id(id) || account_path(path, o, id, "name") < 0 ||
+        read_small_file(path, text, sizeof text) < 0)
+        return false;
+    size_t len = strlen(text);
+    if (len < 2 || text[len - 1] != '\n')
+        return false;
+    text[len - 1] = '\0';
+    if (bad_name(text) != NULL)
+        return false;
+    memcpy(acct->id, id, sizeof acct->id);
+    memcpy(acct->name, text, len);
+    return true;
+}
+
+/* A new account for name: a random ID, its folder, its name.  0, or -1
+ * with why. */
+static int new_account(const struct options *o, const char *name, struct account *acct,
+                       char *why)
+{
+    char path[PATH_MAX], text[MAX_NAME + 2];
+    unsigned char raw[ACCOUNT_BYTES];
+    int made = 0;
+
+    memset(acct, 0, sizeof *acct);
+    if (join_path(path, o->certs_dir, "accounts") < 0 || make_folder(path, why) < 0)
+        return -1;
+    for (int tries = 0; made == 0 && tries < 4; tries++) {    /* 64 bits: a clash is rare */
+        int ret = gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof raw);
+        if (ret < 0)
+            return failed(why, "a new account", ret);
+        to_hex(raw, sizeof raw, acct->id);
+        if (account_path(path, o, acct->id, NULL) < 0 || (made = make_folder(path, why)) < 0)
+            return -1;
+    }
+    snprintf(acct->name, sizeof acct->name, "%s", name);
+    snprintf(text, sizeof text, "%s\n", name);
+    if (made == 0 || account_path(path, o, acct->id, "name") < 0) {
+        snprintf(why, WHY_SIZE, "no new account ID");
+        return -1;
+    }
+    return write_file(path, text, strlen(text), 0600, why);
+}
+
+/* How many accounts are named name.  It reads them all: for --invite,
+ * never for a page. */
+static int accounts_named(const struct options *o, const char *name)
+{
+    char dir[PATH_MAX];
+    struct account acct;
+    int count = 0;
+    DIR *d = join_path(dir, o->certs_dir, "accounts") == 0 ? opendir(dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        count += read_account(o, e->d_name, &acct) && strcmp(acct.name, name) == 0;
+    if (d)
+        closedir(d);
+    return count;
+}
+
+/* The account issued/SERIAL names, into id; false if none. */
+static bool indexed_account(const struct options *o, const char *serial_hex,
+                            char id[2 * ACCOUNT_BYTES + 1])
+{
+    char path[PATH_MAX], text[2 * ACCOUNT_BYTES + 2], dir[PATH_MAX];
+    if (join_path(dir, o->certs_dir, "issued") < 0 || join_path(path, dir, serial_hex) < 0 ||
+        read_small_file(path, text, sizeof text) < 0 || strlen(text) != 2 * ACCOUNT_BYTES + 1 ||
+        text[2 * ACCOUNT_BYTES] != '\n')
+        return false;
+    text[2 * ACCOUNT_BYTES] = '\0';
+    memcpy(id, text, 2 * ACCOUNT_BYTES + 1);
+    return valid_account_id(id);
+}
+
+static gnutls_x509_crt_t read_certificate(const char *file)
+{
+    gnutls_datum_t pem = {NULL, 0};
+    gnutls_x509_crt_t crt = NULL;
+    if (gnutls_load_file(file, &pem) < 0 || gnutls_x509_crt_init(&crt) < 0 ||
+        gnutls_x509_crt_import(crt, &pem, GNUTLS_X509_FMT_PEM) < 0) {
+        if (crt)
+            gnutls_x509_crt_deinit(crt);
+        crt = NULL;
+    }
+    gnutls_free(pem.data);
+    return crt;
+}
+
+/* The certificate the account recorded as serial_hex, if our CA signed it
+ * and it has that serial; NULL if not.  Dates are not checked: an expired
+ * certificate is still the account's. */
+static gnutls_x509_crt_t recorded_certificate(const struct server *srv, const struct account *acct,
+                                              const char *serial_hex)
+{
+    char path[PATH_MAX], file[2 * MAX_SERIAL + 8], hex[2 * MAX_SERIAL + 1];
+    unsigned char der[MAX_SERIAL];
+    size_t len;
+    unsigned int status = GNUTLS_CERT_INVALID;
+    snprintf(file, sizeof file, "%s.pem", serial_hex);
+    gnutls_x509_crt_t crt = account_path(path, srv->opts, acct->id, file) == 0
+                                ? read_certificate(path) : NULL;
+    if (crt && (certificate_serial(crt, der, &len, hex) < 0 || strcmp(hex, serial_hex) != 0 ||
+                gnutls_x509_crt_verify(crt, &srv->issuer->crt, 1,
+                                       GNUTLS_VERIFY_DISABLE_TIME_CHECKS, &status) < 0 ||
+                status != 0)) {
+        gnutls_x509_crt_deinit(crt);
+        crt = NULL;
+    }
+    return crt;
+}
+
+/* Record crt as one of acct's: accounts/ID/SERIAL.pem first, then the
+ * index issued/SERIAL, so that the index never names a certificate that
+ * is not there.  0, or -1 with why (and nothing left behind). */
+static int record_certificate(const struct options *o, const struct account *acct,
+                              gnutls_x509_crt_t crt, const char *serial_hex, char *why)
+{
+    char file[2 * MAX_SERIAL + 8], cert_path[PATH_MAX], dir[PATH_MAX], index[PATH_MAX];
+    char id_line[2 * ACCOUNT_BYTES + 2];
+    gnutls_datum_t pem = {NULL, 0};
+    int ret = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem);
+    if (ret < 0)
+        return failed(why, "exporting the certificate", ret);
+    snprintf(file, sizeof file, "%s.pem", serial_hex);
+    snprintf(id_line, sizeof id_line, "%s\n", acct->id);
+    ret = -1;
+    if (account_path(cert_path, o, acct->id, file) < 0 || join_path(dir, o->certs_dir, "issued") < 0 ||
+        join_path(index, dir, serial_hex) < 0)
+        snprintf(why, WHY_SIZE, "a path is too long");
+    else if (write_file(cert_path, pem.data, pem.size, 0644, why) == 0) {
+        if (make_folder(dir, why) >= 0 && write_file(index, id_line, strlen(id_line), 0600, why) == 0)
+            ret = 0;
+        else
+            unlink(cert_path);
+    }
+    gnutls_free(pem.data);
+    return ret;
+}
+
+/* The lesson of part 2: the account a certificate belongs to.  der is the
+ * certificate the visitor proved they hold (the handshake's
+ * CertificateVerify).  It is an account's if our CA signed it, and the
+ * account that issued/SERIAL names recorded this very certificate.  Fills
+ * serial_hex in any case, for the log.  Returns whether it found one. */
+static bool account_of_certificate(const struct server *srv, const gnutls_datum_t *der,
+                                   struct account *acct, char serial_hex[2 * MAX_SERIAL + 1])
+{
+    gnutls_x509_crt_t crt = NULL, recorded = NULL;
+    unsigned char serial[MAX_SERIAL];
+    size_t len;
+    unsigned int status = GNUTLS_CERT_INVALID;
+    char id[2 * ACCOUNT_BYTES + 1];
+    bool found = false;
+
+    serial_hex[0] = '\0';
+    memset(acct, 0, sizeof *acct);
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return false;
+    if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) == 0 &&
+        certificate_serial(crt, serial, &len, serial_hex) == 0 &&
+        gnutls_x509_crt_verify(crt, &srv->issuer->crt, 1, 0, &status) == 0 && status == 0 &&
+        indexed_account(srv->opts, serial_hex, id) && read_account(srv->opts, id, acct) &&
+        (recorded = recorded_certificate(srv, acct, serial_hex)) != NULL)
+        found = gnutls_x509_crt_equals2(recorded, der) != 0;
+    if (recorded)
+        gnutls_x509_crt_deinit(recorded);
+    gnutls_x509_crt_deinit(crt);
+    if (!found)
+        memset(acct, 0, sizeof *acct);
+    return found;
+}
+
+/* One certificate of an account, for the list. */
+struct listed {
+    char serial[2 * MAX_SERIAL + 1];
+    time_t issued;
+    const char *state;          /* "valid", "revoked", "expired", "not valid" */
+};
+
+static int by_date(const void *a, const void *b)
+{
+    const struct listed *x = a, *y = b;
+    return (x->issued > y->issued) - (x->issued < y->issued);
+}
+
+/* What the server would make of crt now: the check of section 4, against
+ * the same trusted CAs and the CRL in force (creds). */
+static const char *state_of(gnutls_x509_crt_t crt, gnutls_certificate_credentials_t creds)
+{
+    gnutls_x509_trust_list_t trusted = NULL;
+    unsigned int status = GNUTLS_CERT_INVALID;
+    gnutls_certificate_get_trust_list(creds, &trusted);
+    if (trusted == NULL || gnutls_x509_trust_list_verify_crt(trusted, &crt, 1, 0, &status, NULL) < 0)
+        return "not valid";
+    return status == 0                          ? "valid"
+         : status & GNUTLS_CERT_REVOKED         ? "revoked"
+         : status & GNUTLS_CERT_EXPIRED         ? "expired"
+                                                : "not valid";
+}
+
+/* The account's certificates, oldest first, into *out (free it); their
+ * number, or -1 when out of memory.  Reads the account's folder only. */
+static long list_account(const struct server *srv, const struct account *acct,
+                         gnutls_certificate_credentials_t creds, struct listed **out)
+{
+    char dir[PATH_MAX];
+    size_t count = 0, cap = 0;
+    struct listed *list = NULL;
+    DIR *d = account_path(dir, srv->opts, acct->id, NULL) == 0 ? opendir(dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        char serial_hex[2 * MAX_SERIAL + 1];
+        if (len < 5 || len > 2 * MAX_SERIAL + 4 || strcmp(e->d_name + len - 4, ".pem") != 0)
+            continue;
+        snprintf(serial_hex, sizeof serial_hex, "%.*s", (int)(len - 4), e->d_name);
+        gnutls_x509_crt_t crt = recorded_certificate(srv, acct, serial_hex);
+        if (crt == NULL)
+            continue;
+        if (count == cap) {
+            struct listed *more = reallocarray(list, cap ? 2 * cap : 8, sizeof *list);
+            if (more == NULL) {
+                gnutls_x509_crt_deinit(crt);
+                free(list);
+                closedir(d);
+                return -1;
+            }
+            list = more;
+            cap = cap ? 2 * cap : 8;
+        }
+        struct listed *it = &list[count++];
+        snprintf(it->serial, sizeof it->serial, "%s", serial_hex);
+        it->issued = gnutls_x509_crt_get_activation_time(crt);
+        it->state = state_of(crt, creds);
+        gnutls_x509_crt_deinit(crt);
+    }
+    if (d)
+        closedir(d);
+    if (count > 1)
+        qsort(list, count, sizeof *list, by_date);
+    *out = list;
+    return (long)count;
+}
+
+/* ======================= E. Invitations ================================== */
+/*
+ * The author's draft e-mailed a link; we print it, and the operator passes
+ * it on.  The link's code is the only thing that lets a stranger (with no
+ * certificate yet) get one, so:
+ *   - 128 random bits from GnuTLS's key-grade generator (GNUTLS_RND_KEY);
+ *   - on disk only its SHA-256, as the file's name (invites/HASH): a copy
+ *     of the folder does not hold a usable code.  The server finds the
+ *     file by that name; how long that takes tells a guesser only about
+ *     the hash of their own guess, which they know already;
+ *   - used up by renaming HASH to HASH.used, which only one of two
+ *     simultaneous enrollments can do;
+ *   - it names the account, and so the person: the name in the certificate
+ *     comes from the account, never from the form.
+ * ./server --invite NAME opens a new account each time.  A second device
+ * joins an account from its /certificates page (section F), with an
+ * invitation to the same account.
+ */
+
+enum invitation_state { INVITE_UNKNOWN, INVITE_OPEN, INVITE_USED, INVITE_EXPIRED };
+
+struct invitation {
+    enum invitation_state state;
+    struct account account;
+    time_t expires;
+    char file[PATH_MAX];
+};
+
+static int code_hash(const char *code, char hex[65])
+{
+    unsigned char digest[32];
+    int ret = gnutls_hash_fast(GNUTLS_DIG_SHA256, code, strlen(code), digest);
+    if (ret == 0)
+        to_hex(digest, sizeof digest, hex);
+    return ret;
+}
+
+/* A new invitation to acct, good for hours; its code into code.  0, or -1
+ * with why. */
+static int write_invitation(const struct options *o, const struct account *acct, int hours,
+                            char code[2 * CODE_BYTES + 1], char *why)
+{
+    unsigned char raw[CODE_BYTES];
+    char hash[65], dir[PATH_MAX], file[PATH_MAX], text[64];
+    int ret = gnutls_rnd(GNUTLS_RND_KEY, raw, sizeof raw);
+    if (ret == 0) {
+        to_hex(raw, sizeof raw, code);
+        ret = code_hash(code, hash);
+    }
+    if (ret < 0)
+        return failed(why, "a new code", ret);
+    if (join_path(dir, o->certs_dir, "invites") < 0 || join_path(file, dir, hash) < 0) {
+        snprintf(why, WHY_SIZE, "a path is too long");
+        return -1;
+    }
+    snprintf(text, sizeof text, "%lld %s\n", (long long)(time(NULL) + (time_t)hours * 3600),
+             acct->id);
+    return make_folder(dir, why) < 0 ? -1 : write_file(file, text, strlen(text), 0600, why);
+}
+
+/* ./server --invite NAME: a new account, and the link that gets its first
+ * certificate.  Returns the exit status. */
+static int invite(const struct options *o)
+{
+    char code[2 * CODE_BYTES + 1], why[WHY_SIZE];
+    struct account acct;
+    const char *problem = bad_name(o->invite_name);
+    if (problem) {
+        fprintf(stderr, "server: --invite: %s\n", problem);
+        return 2;
+    }
+    int same = accounts_named(o, o->invite_name);
+    if (new_account(o, o->invite_name, &acct, why) < 0 ||
+        write_invitation(o, &acct, o->invite_hours, code, why) < 0) {
+        fprintf(stderr, "server: --invite: %s\n", why);
+        return 1;
+    }
+    printf("https://localhost:%d/enroll?code=%s\n", o->port, code);
+    fprintf(stderr, "server: invited \"%s\" to a new account, %s, for %d hours; the link works "
+                    "once, with ./server --enroll\n", acct.name, acct.id, o->invite_hours);
+    if (same > 0)
+        fprintf(stderr, "server: %d other account%s named \"%s\" already; this is a new one. A "
+                        "second device joins its account from that account's /certificates page\n",
+                same, same > 1 ? "s are" : " is", acct.name);
+    return 0;
+}
+
+/* Find the invitation a code opens, and in what state it is. */
+static void find_invitation(const struct options *o, const char *code, struct invitation *inv)
+{
+    char dir[PATH_MAX], hash[65], text[64], used[PATH_MAX + 8], id[2 * ACCOUNT_BYTES + 1];
+    bool is_used = false;
+    long long expires;
+
+    memset(inv, 0, sizeof *inv);
+    if (strlen(code) != 2 * CODE_BYTES || code_hash(code, hash) < 0 ||
+        join_path(dir, o->certs_dir, "invites") < 0 || join_path(inv->file, dir, hash) < 0)
+        return;
+    snprintf(used, sizeof used, "%s.used", inv->file);
+    if (read_small_file(inv->file, text, sizeof text) < 0) {
+        if (read_small_file(used, text, sizeof text) < 0)
+            return;
+        is_used = true;
+    }
+    if (sscanf(text, "%lld %16s", &expires, id) == 2 && read_account(o, id, &inv->account)) {
+        inv->expires = (time_t)expires;
+        inv->state = is_used ? INVITE_USED : time(NULL) >= inv->expires ? INVITE_EXPIRED
+                                                                          : INVITE_OPEN;
+    }
+}
+
+/* Use the invitation up.  rename() is atomic: of two enrollments racing
+ * with one code, one renames the file and the other finds it gone
+ * (ENOENT).  Returns 0 or an errno. */
+static int claim_invitation(const struct invitation *inv)
+{
+    char used[PATH_MAX + 8];
+    snprintf(used, sizeof used, "%s.used", inv->file);
+    return rename(inv->file, used) == 0 ? 0 : errno;
+}
+
+/* Give it back, when no certificate came of it. */
+static void unclaim_invitation(const struct invitation *inv)
+{
+    char used[PATH_MAX + 8];
+    snprintf(used, sizeof used, "%s.used", inv->file);
+    if (rename(used, inv->file) < 0) {
+        /* it stays used: the log says the enrollment failed, and why */
+    }
+}
+
+/* ======================= F. The pages ==================================== */
 /*
  * GET /enroll?code=...   the form: the invited name, a passphrase, legacy
- * POST /enroll           B and C, then the .p12 as a download; A's code used up
- * GET /certificates      an admitted visitor's own certificates
- * POST /revoke           D, for one of them
+ * POST /enroll           A and B, then the .p12 as a download; E's code used up
+ * GET /certificates      the certificates of the visitor's account (D)
+ * POST /revoke           C, for one of them
+ * POST /add-device       E: a one-time link that adds a device to the account
  *
  * CSRF: a browser sends the client certificate with every request to this
  * server, even one that another site's page starts (a hidden form that
@@ -1655,11 +2063,6 @@ static void page(struct answer *ans, int status, char *html)
     ans->page = html;
 }
 
-/* Find the invitation a code opens.  If it is not open, the answer says
- * why (404, 410) and the log too; returns whether it is open. */
-static bool open_invitation(const struct server *srv, struct connection *conn, const char *code,
-                            struct invitation *inv, struct answer *ans);
-
 static const char *invitation_problem(enum invitation_state state, int *status)
 {
     *status = state == INVITE_UNKNOWN ? 404 : 410;
@@ -1682,6 +2085,8 @@ static void bundle_file_name(const char *name, char *out, size_t cap)
     snprintf(out + o, cap - o, "%s.p12", o ? "" : "certificate");
 }
 
+/* Find the invitation a code opens.  If it is not open, the answer says
+ * why (404, 410) and the log too; returns whether it is open. */
 static bool open_invitation(const struct server *srv, struct connection *conn, const char *code,
                             struct invitation *inv, struct answer *ans)
 {
@@ -1711,11 +2116,11 @@ static void enroll_form(const struct server *srv, struct connection *conn,
         code[0] = '\0';
     if (!open_invitation(srv, conn, code, &inv, ans))
         return;
-    char *name = html_escape(inv.name);
+    char *name = html_escape(inv.account.name);
     char log_name[4 * MAX_NAME + 8], file_name[MAX_NAME + 8];
-    bundle_file_name(inv.name, file_name, sizeof file_name);
-    log_escape(log_name, sizeof log_name, inv.name, strlen(inv.name));
-    note(conn, "enroll form for \"%s\"", log_name);
+    bundle_file_name(inv.account.name, file_name, sizeof file_name);
+    log_escape(log_name, sizeof log_name, inv.account.name, strlen(inv.account.name));
+    note(conn, "enroll form for account %s \"%s\"", inv.account.id, log_name);
     page(ans, 200, name == NULL ? NULL : format_text(
         "<h1>Welcome, %s</h1>\n"
         "<form method=\"post\" action=\"/enroll\">\n"
@@ -1738,13 +2143,13 @@ static void enroll_form(const struct server *srv, struct connection *conn,
 }
 
 /* POST /enroll: code, passphrase, legacy.  The answer is the bundle itself. */
-static void enroll_bundle(const struct server *srv, struct connection *conn, const struct request *req,
-                   struct answer *ans)
+static void enroll_bundle(const struct server *srv, struct connection *conn,
+                          const struct request *req, struct answer *ans)
 {
     char code[2 * CODE_BYTES + 8], passphrase[256], legacy[8], why[WHY_SIZE] = "";
-    char serial_hex[41], log_name[4 * MAX_NAME + 8], file_name[MAX_NAME + 8];
-    unsigned char serial[20];
-    size_t serial_len = sizeof serial;
+    char serial_hex[2 * MAX_SERIAL + 1], log_name[4 * MAX_NAME + 8], file_name[MAX_NAME + 8];
+    unsigned char serial[MAX_SERIAL];
+    size_t serial_len;
     struct invitation inv;
     gnutls_x509_privkey_t key = NULL;
     gnutls_x509_crt_t crt = NULL;
@@ -1764,29 +2169,36 @@ static void enroll_bundle(const struct server *srv, struct connection *conn, con
         passphrase[0] = '\0';
     if (!open_invitation(srv, conn, code, &inv, ans))
         goto out;
-    log_escape(log_name, sizeof log_name, inv.name, strlen(inv.name));
+    const struct account *acct = &inv.account;
+    log_escape(log_name, sizeof log_name, acct->name, strlen(acct->name));
     /* Use the code up first: of two requests racing with one code, only one
      * goes on to make a key (a bundle costs a third of a second of CPU).
-     * Should making it fail after this, the invitation is spent, the log
-     * says why, and the operator invites again. */
-    if (!claim_invitation(&inv)) {
-        note(conn, "enroll \"%s\": the invitation was used by another request", log_name);
+     * If no certificate comes of it, the invitation is given back. */
+    int err = claim_invitation(&inv);
+    if (err == ENOENT) {
+        note(conn, "enroll account %s \"%s\": the invitation was used by another request",
+             acct->id, log_name);
         page(ans, 410, strdup(invitation_problem(INVITE_USED, &status)));
         goto out;
+    } else if (err != 0) {
+        note(conn, "enroll account %s \"%s\": cannot use the invitation: %s", acct->id, log_name,
+             strerror(err));
+        page(ans, 503, strdup("503 Service Unavailable: the server cannot write its files just "
+                              "now. Your invitation is still good: try again later."));
+        goto out;
     }
-    if (issue_certificate(srv->issuer, inv.name, &key, &crt, why) < 0 ||
-        make_pkcs12(key, crt, inv.name, passphrase, has_legacy == 1, &p12, why) < 0)
+    if (issue_certificate(srv->issuer, acct->name, &key, &crt, why) < 0 ||
+        make_pkcs12(key, crt, acct->name, passphrase, has_legacy == 1, &p12, why) < 0)
         goto fail;
-    if (gnutls_x509_crt_get_serial(crt, serial, &serial_len) < 0) {
+    if (certificate_serial(crt, serial, &serial_len, serial_hex) < 0) {
         snprintf(why, sizeof why, "reading the serial back");
         goto fail;
     }
-    to_hex(serial, serial_len, serial_hex);
-    if (keep_certificate(srv->opts, crt, serial_hex, why) < 0)
+    if (record_certificate(srv->opts, acct, crt, serial_hex, why) < 0)
         goto fail;
-    note(conn, "enrolled \"%s\", serial %s%s", log_name, serial_hex,
+    note(conn, "enrolled account %s \"%s\", serial %s%s", acct->id, log_name, serial_hex,
          has_legacy == 1 ? " (legacy bundle)" : "");
-    bundle_file_name(inv.name, file_name, sizeof file_name);
+    bundle_file_name(acct->name, file_name, sizeof file_name);
     ans->status = 200;
     ans->page = malloc(p12.size);
     if (ans->page == NULL) {
@@ -1799,8 +2211,10 @@ static void enroll_bundle(const struct server *srv, struct connection *conn, con
     snprintf(ans->disposition, sizeof ans->disposition, "attachment; filename=\"%s\"", file_name);
     goto out;
 fail:
-    note(conn, "enroll \"%s\" failed: %s", log_name, why);
-    page(ans, 500, strdup("500 Internal Server Error: the certificate could not be made."));
+    unclaim_invitation(&inv);
+    note(conn, "enroll account %s \"%s\" failed: %s", acct->id, log_name, why);
+    page(ans, 500, strdup("500 Internal Server Error: the certificate could not be made. Your "
+                          "invitation is still good: try again later."));
 out:
     gnutls_memset(passphrase, 0, sizeof passphrase);
     if (p12.data) {
@@ -1813,182 +2227,163 @@ out:
         gnutls_x509_crt_deinit(crt);
 }
 
-/* One of issued/: its serial, when it was issued, whether it is revoked. */
-struct issued {
-    char serial[41];
-    time_t issued;
-    bool revoked;
-};
-
-static int by_date(const void *a, const void *b)
-{
-    const struct issued *x = a, *y = b;
-    return (x->issued > y->issued) - (x->issued < y->issued);
-}
-
-static gnutls_x509_crt_t read_certificate(const char *file)
-{
-    gnutls_datum_t pem = {NULL, 0};
-    gnutls_x509_crt_t crt = NULL;
-    if (gnutls_load_file(file, &pem) < 0 || gnutls_x509_crt_init(&crt) < 0 ||
-        gnutls_x509_crt_import(crt, &pem, GNUTLS_X509_FMT_PEM) < 0) {
-        if (crt)
-            gnutls_x509_crt_deinit(crt);
-        crt = NULL;
-    }
-    gnutls_free(pem.data);
-    return crt;
-}
-
-/* Whether issued/SERIAL.pem was issued to name. */
-static bool issued_to(const char *file, const char *name)
-{
-    gnutls_x509_crt_t crt = read_certificate(file);
-    char *cn = crt ? read_common_name(crt, SUBJECT) : NULL;
-    bool same = cn && strcmp(cn, name) == 0;
-    free(cn);
-    if (crt)
-        gnutls_x509_crt_deinit(crt);
-    return same;
-}
-
-/* The certificates in issued/ with name as their CN, oldest first. */
-static size_t list_issued(const struct options *o, const char *name, struct issued *out,
-                          size_t cap)
-{
-    char dir[PATH_MAX], file[PATH_MAX];
-    gnutls_x509_crl_t crl = NULL;
-    size_t count = 0;
-
-    if (join_path(dir, o->certs_dir, "issued") < 0)
-        return 0;
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return 0;
-    if (access(o->crl_file, F_OK) == 0 && read_crl(o->crl_file, &crl) < 0)
-        crl = NULL;
-    for (struct dirent *e; count < cap && (e = readdir(d)) != NULL;) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || len > 44 || strcmp(e->d_name + len - 4, ".pem") != 0 ||
-            join_path(file, dir, e->d_name) < 0)
-            continue;
-        gnutls_x509_crt_t crt = read_certificate(file);
-        char *cn = crt ? read_common_name(crt, SUBJECT) : NULL;
-        unsigned char serial[20];
-        size_t serial_len = sizeof serial;
-        if (cn && strcmp(cn, name) == 0 && gnutls_x509_crt_get_serial(crt, serial, &serial_len) == 0) {
-            struct issued *it = &out[count++];
-            to_hex(serial, serial_len, it->serial);     /* from the certificate, not the file name */
-            it->issued = gnutls_x509_crt_get_activation_time(crt);
-            it->revoked = crl && gnutls_x509_crt_check_revocation(crt, &crl, 1) == 1;
-        }
-        free(cn);
-        if (crt)
-            gnutls_x509_crt_deinit(crt);
-    }
-    closedir(d);
-    if (crl)
-        gnutls_x509_crl_deinit(crl);
-    qsort(out, count, sizeof *out, by_date);
-    return count;
-}
-
 static char *greeting(const struct identity *id, int *status);
 
-/* Who is asking, for /certificates and /revoke: an admitted visitor, or
- * false after the same 401 or 403 page /authenticate would give. */
-static bool admitted(gnutls_session_t s, struct connection *conn, struct identity *id,
-                     struct answer *ans)
+/* Who is asking, for the pages below: an admitted visitor (section 4's
+ * check, against the CRL in force now) whose certificate is an account's.
+ * Otherwise false, after the page that says why: the 401 or 403 that
+ * /authenticate would give, or a 403 for a certificate that is trusted
+ * but belongs to no account (part 1's Alice: gencerts.sh made her). */
+static bool account_holder(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                           struct account *acct, char serial_hex[2 * MAX_SERIAL + 1],
+                           struct answer *ans)
 {
-    check_client_certificate(s, id);
-    note_visitor(conn, id);
-    if (id->authorized)
-        return true;
+    struct identity id;
     int status;
-    char *html = greeting(id, &status);
-    page(ans, status, html);
+    unsigned int count = 0;
+    check_client_certificate(s, conn, &id);
+    note_visitor(conn, &id);
+    if (!id.authorized) {
+        char *html = greeting(&id, &status);
+        page(ans, status, html);
+        free_identity(&id);
+        return false;
+    }
+    free_identity(&id);
+    const gnutls_datum_t *peer = gnutls_certificate_get_peers(s, &count);
+    if (count > 0 && account_of_certificate(srv, &peer[0], acct, serial_hex))
+        return true;
+    note(conn, "serial %s belongs to no account", serial_hex[0] ? serial_hex : "?");
+    page(ans, 403, format_text(
+        "<h1>No account</h1>\n"
+        "<p>Your certificate is trusted here, but this server did not issue it through an "
+        "invitation, so it belongs to no account: there is nothing to list or revoke. The "
+        "name in a certificate is not enough, since anyone who makes a certificate chooses "
+        "it. (Part 1's certificates are made by gencerts.sh; the operator revokes them with "
+        "./server --revoke %s.)</p>", serial_hex[0] ? serial_hex : "SERIAL"));
     return false;
+}
+
+/* The list's page, for the fuzzer too: acct's certificates, own marks the
+ * visitor's own.  NULL when out of memory. */
+static char *certificates_html(const struct account *acct, const struct listed *list,
+                               size_t count, const char *own)
+{
+    struct text t = {0};
+    char date[32], *name = html_escape(acct->name);
+    if (name == NULL)
+        return NULL;
+    text_add(&t, "<h1>The certificates of %s</h1>\n"
+                 "<p>Account %s. A revoked certificate is refused from its next connection on.</p>\n"
+                 "<table>\n<tr><th>Serial</th><th>Issued</th><th>State</th><th></th></tr>\n",
+             name, acct->id);
+    for (size_t i = 0; i < count; i++) {
+        struct tm tm;
+        strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&list[i].issued, &tm));
+        text_add(&t, "<tr><td>%s</td><td>%s</td><td>%s%s</td><td>", list[i].serial, date,
+                 list[i].state, strcmp(list[i].serial, own) == 0 ? " (this device)" : "");
+        if (strcmp(list[i].state, "revoked") != 0)
+            text_add(&t, "<form method=\"post\" action=\"/revoke\">"
+                         "<input type=\"hidden\" name=\"serial\" value=\"%s\">"
+                         "<button type=\"submit\">Revoke</button></form>", list[i].serial);
+        text_add(&t, "</td></tr>\n");
+    }
+    text_add(&t, "</table>\n"
+                 "<form method=\"post\" action=\"/add-device\"><p>Another device of yours? "
+                 "<button type=\"submit\">Get a link for it</button> (it works once)</p></form>");
+    free(name);
+    return text_take(&t);
 }
 
 /* GET /certificates: the lost laptop's remedy, from the other device. */
 static void certificates_page(gnutls_session_t s, const struct server *srv,
                               struct connection *conn, struct answer *ans)
 {
-    struct identity id;
-    struct issued list[64];
-    char date[32];
-
-    if (admitted(s, conn, &id, ans)) {
-        size_t count = list_issued(srv->opts, id.subject_cn, list, 64);
-        char *name = html_escape(id.subject_cn);
-        size_t cap = 1024 + count * 512, o = 0;
-        char *html = name ? malloc(cap) : NULL;
-        if (html) {
-            o += (size_t)snprintf(html + o, cap - o,
-                "<h1>Certificates issued to %s</h1>\n"
-                "<table>\n<tr><th>Serial</th><th>Issued</th><th>State</th><th></th></tr>\n", name);
-            for (size_t i = 0; i < count; i++) {
-                struct tm tm;
-                strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&list[i].issued, &tm));
-                o += (size_t)snprintf(html + o, cap - o,
-                    "<tr><td>%s</td><td>%s</td><td>%s</td><td>", list[i].serial, date,
-                    list[i].revoked ? "revoked" : "valid");
-                if (!list[i].revoked)
-                    o += (size_t)snprintf(html + o, cap - o,
-                        "<form method=\"post\" action=\"/revoke\">"
-                        "<input type=\"hidden\" name=\"serial\" value=\"%s\">"
-                        "<button type=\"submit\">Revoke</button></form>", list[i].serial);
-                o += (size_t)snprintf(html + o, cap - o, "</td></tr>\n");
-            }
-            snprintf(html + o, cap - o, "</table>\n<p>%s</p>",
-                     count ? "A revoked certificate is refused from its next connection on."
-                           : "None: this server has issued no certificate to this name.");
-        }
-        page(ans, 200, html);
-        free(name);
-    }
-    free_identity(&id);
+    struct account acct;
+    struct listed *list = NULL;
+    char own[2 * MAX_SERIAL + 1];
+    if (!account_holder(s, srv, conn, &acct, own, ans))
+        return;
+    long count = list_account(srv, &acct, conn->creds, &list);
+    note(conn, "the certificates of account %s", acct.id);
+    page(ans, 200, count < 0 ? NULL : certificates_html(&acct, list, (size_t)count, own));
+    free(list);
 }
 
-/* POST /revoke: serial.  Only a certificate issued to the visitor's own
- * name: the name is what the CA vouched for, so it is what we compare. */
-static void revoke_certificate(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                   const struct request *req, struct answer *ans)
+/* POST /revoke: serial.  Only a certificate of the visitor's own account. */
+static void revoke_certificate(gnutls_session_t s, const struct server *srv,
+                               struct connection *conn, const struct request *req,
+                               struct answer *ans)
 {
-    struct identity id;
-    char text[64], hex[41], dir[PATH_MAX], file[PATH_MAX + 48], why[WHY_SIZE];
-    unsigned char serial[20];
+    struct account acct;
+    char own[2 * MAX_SERIAL + 1], text[64], hex[2 * MAX_SERIAL + 1], why[WHY_SIZE];
+    char id[2 * ACCOUNT_BYTES + 1];
+    unsigned char serial[MAX_SERIAL];
     size_t len;
 
-    if (!admitted(s, conn, &id, ans))
-        goto out;
+    if (!account_holder(s, srv, conn, &acct, own, ans))
+        return;
     if (form_field(req->body, req->body_len, "serial", text, sizeof text) != 1 ||
         !parse_serial(text, serial, &len, hex)) {
         note(conn, "revoke: no serial in the form");
         page(ans, 400, strdup("400 Bad Request: the form has no serial number."));
-        goto out;
+        return;
     }
-    if (join_path(dir, srv->opts->certs_dir, "issued") < 0)
-        goto out;
-    snprintf(file, sizeof file, "%s/%s.pem", dir, hex);
-    if (!issued_to(file, id.subject_cn)) {
-        note(conn, "revoke %s: not issued to this visitor", hex);
-        page(ans, 403, strdup("403 Forbidden: you may revoke only certificates issued to you."));
-        goto out;
+    gnutls_x509_crt_t recorded = NULL;
+    if (!indexed_account(srv->opts, hex, id) || strcmp(id, acct.id) != 0 ||
+        (recorded = recorded_certificate(srv, &acct, hex)) == NULL) {
+        note(conn, "revoke %s: not a certificate of account %s", hex, acct.id);
+        page(ans, 403, strdup("403 Forbidden: you may revoke only your own account's "
+                              "certificates."));
+        return;
     }
-    int ret = update_crl(srv->opts, srv->issuer, serial, len, why);
+    gnutls_x509_crt_deinit(recorded);
+    int ret = update_crl(srv->opts, srv->issuer, serial, len, conn, why);
     if (ret < 0) {
-        note(conn, "revoke %s failed: %s", hex, why);
-        page(ans, 500, strdup("500 Internal Server Error: the revocation list could not be "
-                              "written."));
-        goto out;
+        note(conn, "revoke %s of account %s failed: %s", hex, acct.id, why);
+        page(ans, 503, strdup("503 Service Unavailable: nothing was revoked, because the "
+                              "revocation list can't be written just now. The server's log "
+                              "says why; try again later."));
+        return;
     }
-    note(conn, "revoked %s", hex);
-    page(ans, 200, format_text("Certificate %s is revoked. From its next connection on, this "
-                               "server refuses it.\n<p><a href=\"/certificates\">Your "
-                               "certificates</a></p>", hex));
-out:
-    free_identity(&id);
+    note(conn, ret ? "revoked %s of account %s" : "revoke %s of account %s: revoked already",
+         hex, acct.id);
+    page(ans, 200, format_text("Certificate %s %s. From its next connection on, this server "
+                               "refuses it.\n<p><a href=\"/certificates\">Your certificates</a>"
+                               "</p>", hex, ret ? "is revoked" : "was revoked already"));
+}
+
+/* POST /add-device: an invitation to the visitor's own account, for their
+ * other device.  It is shown once, on this page. */
+static void add_device(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                       const struct request *req, struct answer *ans)
+{
+    struct account acct;
+    char own[2 * MAX_SERIAL + 1], code[2 * CODE_BYTES + 1], why[WHY_SIZE];
+    if (!account_holder(s, srv, conn, &acct, own, ans))
+        return;
+    if (write_invitation(srv->opts, &acct, srv->opts->invite_hours, code, why) < 0) {
+        note(conn, "a device invitation for account %s failed: %s", acct.id, why);
+        page(ans, 503, strdup("503 Service Unavailable: the server cannot write its files just "
+                              "now; try again later."));
+        return;
+    }
+    note(conn, "a device invitation for account %s", acct.id);
+    /* the link as the visitor reached us: Host is a checked host[:port] */
+    char *host = req->host ? format_text("https://%.*s", (int)req->host_len, req->host)
+                           : strdup("");
+    char *shown = host ? html_escape(host) : NULL, *name = html_escape(acct.name);
+    page(ans, 200, shown && name ? format_text(
+        "<h1>A link for your other device</h1>\n"
+        "<p>Open this link on the other device within %d hours. It works once, and adds a "
+        "certificate to the account of %s:</p>\n"
+        "<p><a href=\"/enroll?code=%s\">%s/enroll?code=%s</a></p>\n"
+        "<p>Whoever has the link can get a certificate for this account: keep it to yourself."
+        "</p>", srv->opts->invite_hours, name, code, shown, code) : NULL);
+    gnutls_memset(code, 0, sizeof code);
+    free(host);
+    free(shown);
+    free(name);
 }
 
 /* ========================================================================== */
@@ -2138,19 +2533,32 @@ static size_t utf8_length(const unsigned char *s, size_t n)
     return len;
 }
 
-/* Characters that are valid UTF-8 yet rearrange or break what a terminal or
- * a log viewer shows: C1 controls, line and paragraph separators, and the
- * bidirectional overrides ("Trojan Source") that make text read backwards. */
+/* Characters that are valid UTF-8 yet hide, rearrange or break what a
+ * terminal or a log viewer shows: C1 controls; line and paragraph
+ * separators; the bidirectional controls that make text read backwards
+ * ("Trojan Source"); and the characters Unicode says to draw as nothing
+ * (Default_Ignorable_Code_Point: U+00AD, U+200B, U+FEFF, U+3164 and the
+ * rest), with which "\uFEFFAlice" shows as "Alice".  s holds one whole
+ * UTF-8 character of len bytes. */
 static bool deceptive(const unsigned char *s, size_t len)
 {
-    if (len == 2)
-        return (s[0] == 0xc2 && s[1] < 0xa0) ||             /* U+0080-U+009F */
-               (s[0] == 0xd8 && s[1] == 0x9c);              /* U+061C */
-    if (len == 3 && s[0] == 0xe2 && s[1] == 0x80)
-        return s[2] == 0x8e || s[2] == 0x8f ||              /* U+200E, U+200F */
-               (s[2] >= 0xa8 && s[2] <= 0xae);              /* U+2028-U+202E */
-    if (len == 3 && s[0] == 0xe2 && s[1] == 0x81)
-        return s[2] >= 0xa6 && s[2] <= 0xa9;                /* U+2066-U+2069 */
+    static const struct {
+        unsigned first, last;
+    } hidden[] = {
+        {0x80, 0x9f},       {0xad, 0xad},       {0x34f, 0x34f},     {0x61c, 0x61c},
+        {0x115f, 0x1160},   {0x17b4, 0x17b5},   {0x180b, 0x180f},   {0x200b, 0x200f},
+        {0x2028, 0x202e},   {0x2060, 0x206f},   {0x3164, 0x3164},   {0xfe00, 0xfe0f},
+        {0xfeff, 0xfeff},   {0xffa0, 0xffa0},   {0xfff0, 0xfff8},   {0x1bca0, 0x1bca3},
+        {0x1d173, 0x1d17a}, {0xe0000, 0xe0fff},
+    };
+    if (len < 2)
+        return false;
+    unsigned cp = s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++)
+        cp = cp << 6 | (s[i] & 0x3f);
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+        if (cp >= hidden[i].first && cp <= hidden[i].last)
+            return true;
     return false;
 }
 
@@ -2233,8 +2641,11 @@ static void log_connection(const struct connection *conn)
 /*
  * A minimal HTTP/1.1 server side (RFC 9112): read the request head (request
  * line and header fields, up to an empty line), check its form, find method
- * and path.  We never read a body: every answer closes the connection.
+ * and path.  Every answer closes the connection.  The only request bodies
+ * read are part 2's forms (read_body, below).
  */
+
+static long form_decode(const char *in, size_t n, char *out, size_t cap);
 
 /* RFC 9112 2.2: a server SHOULD ignore at least one empty line before the
  * request line; we ignore any number (they still count against the 8 KiB
@@ -2269,27 +2680,36 @@ static size_t find_head_end(const char *buf, size_t len)
 
 /* The request line as the log shows it (log_escape keeps it on its line).
  * An invitation code in it (part 2's /enroll?code=...) is a secret until
- * used, and a log is read by more people than the operator: it is written
- * as code=... instead. */
+ * used, and a log is read by more people than the operator: the value of
+ * every query field whose name decodes to "code", whatever its case or
+ * spelling ("%63ode"), or does not decode at all, is written as "...". */
 static void remember_request_line(struct connection *conn, const char *buf, size_t len)
 {
-    char line[sizeof conn->request_line];
+    char line[sizeof conn->request_line], key[64];
     size_t n = 0, o = 0;
     while (n < len && buf[n] != '\r' && buf[n] != '\n')
         n++;
-    const char *query = memchr(buf, '?', n);
-    for (size_t i = 0; i < n && o < sizeof line;) {
-        if (query && buf + i > query && n - i >= 5 && memcmp(buf + i, "code=", 5) == 0 &&
-            (buf[i - 1] == '?' || buf[i - 1] == '&')) {
-            o += (size_t)snprintf(line + o, sizeof line - o, "code=...");
-            for (i += 5; i < n && buf[i] != '&' && buf[i] != ' '; i++)
-                ;
+    const char *query = memchr(buf, '?', n), *end = buf + n;
+    const char *query_end = query ? memchr(query, ' ', (size_t)(end - query)) : NULL;
+    for (const char *p = buf; p < end && o < sizeof line;) {
+        const char *eq = NULL, *amp = NULL;
+        if (query && p > query && p < (query_end ? query_end : end) && (p[-1] == '?' || p[-1] == '&')) {
+            const char *stop = query_end ? query_end : end;     /* a field: KEY=VALUE */
+            amp = memchr(p, '&', (size_t)(stop - p));
+            amp = amp ? amp : stop;
+            eq = memchr(p, '=', (size_t)(amp - p));
+        }
+        long klen = eq ? form_decode(p, (size_t)(eq - p), key, sizeof key) : 0;
+        if (eq && (klen < 0 || strcasecmp(key, "code") == 0)) {
+            int w = snprintf(line + o, sizeof line - o, "%.*s=...", (int)(eq - p), p);
+            o += w < 0 ? 0 : (size_t)w;
+            p = amp;
         } else {
-            line[o++] = buf[i++];
+            line[o++] = *p++;
         }
     }
-    log_escape(conn->request_line, sizeof conn->request_line, line,
-               o < sizeof line ? o : sizeof line - 1);
+    o = o < sizeof line ? o : sizeof line - 1;
+    log_escape(conn->request_line, sizeof conn->request_line, line, o);
 }
 
 /* Read until the head is complete; *head is where it starts in buf, past
@@ -2734,8 +3154,11 @@ static struct {
     time_t refused_logged;          /* when the last refusal was logged */
     unsigned long refused_unlogged; /* refusals since, not logged */
     struct shared_creds *creds;     /* the set new connections get */
-    struct stat crl_seen;           /* crl.pem as it was when that set was loaded */
-} clients = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    const struct options *opts;     /* where crl.pem is */
+    pthread_mutex_t reload_lock;    /* one reload at a time; guards the two below */
+    struct stat crl_seen;           /* crl.pem as it was when last looked at */
+    bool crl_in_force;              /* the current set has a CRL: one is required from now on */
+} clients = {.lock = PTHREAD_MUTEX_INITIALIZER, .reload_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Let go of a set of credentials; the last user frees it.  Under the lock. */
 static void release_creds(struct shared_creds *sc)
@@ -2749,13 +3172,28 @@ static void release_creds(struct shared_creds *sc)
 /* The first set, at start-up; 0 or -1 after a message. */
 static int load_first_creds(const struct options *o)
 {
+    char why[WHY_SIZE];
     struct shared_creds *sc = calloc(1, sizeof *sc);
-    if (sc == NULL || load_credentials(&sc->creds, o) < 0) {
+    int with_crl = sc ? load_credentials(&sc->creds, o, o->crl_required, why) : -1;
+    if (with_crl < 0) {
+        fprintf(stderr, "server: %s\n", sc ? why : strerror(ENOMEM));
+        if (access(o->key_file, F_OK) < 0)
+            fprintf(stderr, "server: run ./gencerts.sh (or make) to create the tutorial's files\n");
+        if (o->crl_required && access(o->crl_file, F_OK) < 0)
+            fprintf(stderr, "server: %s is required: it holds every revocation (README, "
+                            "\"What to keep\"); restore it from a backup\n", o->crl_file);
         free(sc);
         return -1;
     }
+    fprintf(stderr, "server: presenting %s\n", o->cert_file);
+    if (with_crl)
+        fprintf(stderr, "server: revoked certificates are listed in %s\n", o->crl_file);
+    else
+        fprintf(stderr, "server: no %s: revocation is not checked\n", o->crl_file);
     sc->users = 1;
     clients.creds = sc;
+    clients.opts = o;
+    clients.crl_in_force = with_crl;
     if (stat(o->crl_file, &clients.crl_seen) < 0)
         memset(&clients.crl_seen, 0, sizeof clients.crl_seen);
     return 0;
@@ -2767,30 +3205,84 @@ static bool same_file_state(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-/* Before each new connection: if crl.pem is not as it was, load a new set
- * and make it current.  A set that fails to load (a CRL half written, or
- * signed by no CA of ours) changes nothing: the old one stays, and the next
- * change is tried again.  Only the accept loop calls this. */
-static void reload_if_crl_changed(const struct options *o)
+/* If crl.pem is not as it was when we last looked, load a new set and make
+ * it current.  Failing closed: once a CRL has been in force, a crl.pem that
+ * is missing, unreadable, or signed by no CA of ours (or half written)
+ * changes nothing: the set loaded before stays, with its CRL.  Each state
+ * of the file is tried once and logged once, not at every connection.
+ * The accept loop calls this before each connection, and a worker before
+ * its certificate check (use_current_credentials); reload_lock makes them
+ * take turns. */
+static void reload_if_crl_changed(void)
 {
+    const struct options *o = clients.opts;
     struct stat now;
+    char why[WHY_SIZE];
+
+    pthread_mutex_lock(&clients.reload_lock);
     if (stat(o->crl_file, &now) < 0)
         memset(&now, 0, sizeof now);
-    if (same_file_state(&now, &clients.crl_seen))
-        return;
-    fprintf(stderr, "server: %s changed: loading the credentials anew\n", o->crl_file);
-    struct shared_creds *sc = calloc(1, sizeof *sc);
-    if (sc == NULL || load_credentials(&sc->creds, o) < 0) {
-        fprintf(stderr, "server: keeping the credentials loaded before\n");
-        free(sc);
-        return;
+    if (!same_file_state(&now, &clients.crl_seen)) {
+        clients.crl_seen = now;
+        struct shared_creds *sc = calloc(1, sizeof *sc);
+        int with_crl = sc ? load_credentials(&sc->creds, o, clients.crl_in_force, why) : -1;
+        if (with_crl < 0) {
+            fprintf(stderr, "server: %s changed, but %s: the credentials loaded before stay "
+                            "in force\n", o->crl_file, sc ? why : strerror(ENOMEM));
+            free(sc);
+        } else {
+            fprintf(stderr, "server: %s changed: loading the credentials anew\n", o->crl_file);
+            clients.crl_in_force = with_crl;
+            sc->users = 1;
+            pthread_mutex_lock(&clients.lock);
+            release_creds(clients.creds);
+            clients.creds = sc;
+            pthread_mutex_unlock(&clients.lock);
+        }
     }
-    sc->users = 1;
-    clients.crl_seen = now;
+    pthread_mutex_unlock(&clients.reload_lock);
+}
+
+/* Section 4 calls this before it checks a certificate.  A connection got
+ * the credentials in force when it was accepted; a client may open it, wait
+ * while its certificate is revoked, and only then send it.  So the check
+ * uses the set in force now: swapped into the session (the handshake is
+ * over; only the check reads them), and held until the connection ends. */
+static int use_current_credentials(gnutls_session_t s, struct connection *conn)
+{
+    reload_if_crl_changed();
     pthread_mutex_lock(&clients.lock);
-    release_creds(clients.creds);
-    clients.creds = sc;
+    struct shared_creds *now = clients.creds;
+    bool same = now->creds == conn->creds;
+    if (!same)
+        now->users++;
     pthread_mutex_unlock(&clients.lock);
+    if (same)
+        return 0;
+    int ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, now->creds);
+    pthread_mutex_lock(&clients.lock);
+    if (ret < 0) {
+        release_creds(now);
+    } else {
+        if (conn->newer_creds)
+            release_creds(conn->newer_creds);
+        conn->newer_creds = now;
+        conn->creds = now->creds;
+    }
+    pthread_mutex_unlock(&clients.lock);
+    return ret;
+}
+
+/* At the connection's end, after gnutls_deinit: let go of what
+ * use_current_credentials took. */
+static void release_newer_creds(struct connection *conn)
+{
+    if (conn->newer_creds == NULL)
+        return;
+    pthread_mutex_lock(&clients.lock);
+    release_creds(conn->newer_creds);
+    pthread_mutex_unlock(&clients.lock);
+    conn->newer_creds = NULL;
 }
 
 static sigset_t wait_mask;          /* the accept loop's mask while it waits */
@@ -3054,7 +3546,7 @@ static int accept_loop(const struct server *srv)
         if (in_flight_from(peer_text) >= srv->opts->max_per_address) {
             refuse_busy_address(fd, peer_text, srv->opts->max_per_address);
         } else {
-            reload_if_crl_changed(srv->opts);
+            reload_if_crl_changed();
             start_connection(slot, srv, fd, peer_text);
         }
     }
@@ -3075,7 +3567,121 @@ static void free_creds(void)
     clients.creds = NULL;
 }
 
-/* ======================= 11. The command line ============================ */
+/* ======================= 11. Files, written whole, and text built whole === */
+/*
+ * Part 2 keeps its records in files: invitations, accounts, certificates,
+ * the CRL.  A file is written aside, flushed to disk, given its mode, and
+ * renamed into place, so that a reader (another thread, a second process, a
+ * restart after a crash) finds the old file or the new one, never a part;
+ * and a full or read-only disk leaves nothing behind.  Modes are set
+ * explicitly, never left to the umask.
+ */
+
+/* Make folder path, 0700.  1 if it was made, 0 if it was there, -1 with why. */
+static int make_folder(const char *path, char *why)
+{
+    if (mkdir(path, 0700) == 0 && chmod(path, 0700) == 0)
+        return 1;
+    if (errno == EEXIST)
+        return 0;
+    snprintf(why, WHY_SIZE, "cannot make %.150s: %s", path, strerror(errno));
+    return -1;
+}
+
+/* path holds exactly data afterwards, with mode; or it is as it was before.
+ * 0, or -1 with why. */
+static int write_file(const char *path, const void *data, size_t len, mode_t mode, char *why)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        snprintf(why, WHY_SIZE, "cannot write %.150s: %s", path, strerror(errno));
+        return -1;
+    }
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        p += n;
+        left -= (size_t)n;
+    }
+    int saved = left > 0 ? (errno ? errno : ENOSPC) : 0;
+    if (saved == 0 && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
+        saved = errno;
+    if (close(fd) < 0 && saved == 0)
+        saved = errno;
+    if (saved == 0 && rename(tmp, path) < 0)
+        saved = errno;
+    if (saved != 0) {
+        unlink(tmp);
+        snprintf(why, WHY_SIZE, "cannot write %.150s: %s", path, strerror(saved));
+        return -1;
+    }
+    return 0;
+}
+
+/* A small text file, NUL-terminated, into buf; -1 if it can't be read or
+ * holds cap bytes or more (not one of ours), or holds a NUL. */
+static int read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap);
+    close(fd);
+    if (n < 0 || (size_t)n >= cap || memchr(buf, '\0', (size_t)n) != NULL)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+/* Pages are built piece by piece with text_add: the text grows as needed,
+ * and if memory runs out, or a length would overflow, it is marked failed
+ * and text_take gives NULL: a page is whole, or there is none (a 500). */
+static void text_add(struct text *t, const char *format, ...)
+{
+    va_list ap;
+    va_start(ap, format);
+    int n = t->failed ? -1 : vsnprintf(NULL, 0, format, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n > SIZE_MAX / 2 - t->len) {
+        t->failed = true;
+        return;
+    }
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + (size_t)n + 1)
+            cap *= 2;
+        char *more = realloc(t->s, cap);
+        if (more == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->s = more;
+        t->cap = cap;
+    }
+    va_start(ap, format);
+    vsnprintf(t->s + t->len, t->cap - t->len, format, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+/* The text (free it), or NULL if any text_add failed; t is empty again. */
+static char *text_take(struct text *t)
+{
+    char *s = t->failed ? NULL : t->s;
+    if (t->failed)
+        free(t->s);
+    memset(t, 0, sizeof *t);
+    return s;
+}
+
+/* ======================= 12. The command line ============================ */
 
 static void usage(FILE *out)
 {
@@ -3250,11 +3856,18 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
         return -1;
     }
-    o->crl_required = crl != NULL;
+    /* Failing closed across a restart too: once part 2 has issued
+     * certificates here (accounts/) or written a CRL (crl.pem.lock), crl.pem
+     * holds revocations that must not be forgotten, so it must be there. */
+    char accounts[PATH_MAX], lock[PATH_MAX + 8];
+    snprintf(lock, sizeof lock, "%s.lock", o->crl_file);
+    o->crl_required = crl != NULL ||
+                      (join_path(accounts, dir, "accounts") == 0 && access(accounts, F_OK) == 0) ||
+                      access(lock, F_OK) == 0;
     return 0;
 }
 
-/* ======================= 12. main() ====================================== */
+/* ======================= 13. main() ====================================== */
 
 int main(int argc, char **argv)
 {

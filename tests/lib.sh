@@ -12,6 +12,7 @@ work=$(mktemp -d)
 certs=$work/certs
 log=$work/server.log
 server_pid=
+mounted=()      # file systems a test mounted under $work: unmounted at the end
 passed=0
 failed=0
 
@@ -24,6 +25,7 @@ stop_server() {
 }
 cleanup() {
     stop_server
+    for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null; done
     [ -n "${KEEP_WORK:-}" ] && { echo "work folder kept: $work"; return; }
     rm -rf "$work"
 }
