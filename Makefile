@@ -9,8 +9,9 @@
 #   make tsan     the whole test suite against a ThreadSanitizer build
 #   make valgrind the whole test suite with the server under valgrind
 #   make fuzz     libFuzzer on the request parser, HTML and log escaping, and part 2's form decoding (clang)
-#   make bench    server CPU per connection next to the cost of its crypto, and
-#                 throughput with 1-16 clients next to gnutls-serv and nginx
+#   make bench    server CPU per connection next to the cost of its crypto,
+#                 throughput with 1-16 clients next to gnutls-serv and nginx, and
+#                 what part 2's lookups and revocations cost as they grow
 #   make profile  the same in instructions, inside the server (callgrind)
 #   make test-clients  curl, wget, openssl, gnutls-cli, Python and Node.js as visitors
 #   make test-browser  headless Chromium and Firefox with Alice's .p12, as a reader would
@@ -88,6 +89,7 @@ tests/floor: tests/floor.c
 bench: server tests/tlsclient tests/floor
 	tests/bench.sh
 	tests/bench_concurrency.sh
+	tests/bench_part2.sh
 
 profile: server tests/tlsclient
 	tests/profile.sh

@@ -1033,15 +1033,24 @@ static char *text_take(struct text *t);
 #define CODE_BYTES 16           /* 128 bits per invitation code */
 #define ACCOUNT_BYTES 8         /* 64 random bits name an account */
 #define MAX_NAME 64             /* bytes of an invited name (RFC 5280: a CN has at most 64 characters) */
-#define MAX_SERIAL 21           /* bytes of a serial: 20 (RFC 5280 4.1.2.2), and a 00 before them */
+#define MAX_SERIAL 21           /* bytes of a serial: 20 of number (RFC 5280 4.1.2.2), and a 00 */
 #define CERT_DAYS 365           /* as gencerts.sh signs Alice */
 #define CRL_DAYS 365            /* nextUpdate, as gencerts.sh's default_crl_days */
 
+/* ======================= A. Issuing a certificate ======================== */
+/*
+ * What part 1 did with openssl req and openssl x509 -req -CA (gencerts.sh),
+ * with GnuTLS's calls: load the CA, make a key pair, make the certificate,
+ * have the CA sign it.  The key is ECDSA P-256: made in milliseconds,
+ * where an RSA-4096 key like part 1's took 0.5 s to 2 s here (certtool
+ * --generate-privkey), and every browser takes it.
+ */
+
 /* The CA that signs: the tutorial's server_cert.pem and server_key.pem,
  * the pair that signed Alice in part 1.  Loaded once and shared by the
- * worker threads: since GnuTLS 3.5.11 a gnutls_privkey_t takes a lock of
- * its own, so many threads may sign with one (gnutls_privkey_init(3)), and
- * the certificate is only read. */
+ * worker threads: "in versions of GnuTLS later than 3.5.11" a
+ * gnutls_privkey_t is "protected using locks", so many threads may sign
+ * with one (gnutls_privkey_init(3)), and the certificate is only read. */
 struct issuer {
     gnutls_x509_crt_t crt;
     gnutls_privkey_t key;
@@ -1124,13 +1133,6 @@ static void to_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* ======================= A. Issuing a certificate ======================== */
-/*
- * What part 1 did with openssl req and openssl x509 -req -CA (gencerts.sh),
- * with GnuTLS's calls.  The key is ECDSA P-256: made in milliseconds,
- * where an RSA-4096 key like part 1's took 0.5 s to 2 s here (certtool
- * --generate-privkey), and every browser takes it.
- */
 static int issue_certificate(const struct issuer *ca, const char *name,
                              gnutls_x509_privkey_t *key_out, gnutls_x509_crt_t *crt_out,
                              char *why)
@@ -1312,19 +1314,21 @@ fail:
  * hands serials over as the INTEGER's bytes, 00 included; we write them as
  * openssl prints them, without it.  From bytes with or without leading
  * zeros: the INTEGER's bytes into der (*len of them), the hex into hex.
+ * False for a number of more than 20 bytes, which no CA may use.
  */
-static void canonical_serial(const unsigned char *in, size_t n, unsigned char der[MAX_SERIAL],
+static bool canonical_serial(const unsigned char *in, size_t n, unsigned char der[MAX_SERIAL],
                              size_t *len, char hex[2 * MAX_SERIAL + 1])
 {
     while (n > 1 && in[0] == 0)
         in++, n--;
     if (n > MAX_SERIAL - 1)
-        n = MAX_SERIAL - 1;     /* longer than RFC 5280 allows: not one of ours */
+        return false;
     to_hex(in, n, hex);
     size_t sign = in[0] & 0x80 ? 1 : 0;
     der[0] = 0;
     memcpy(der + sign, in, n);
     *len = n + sign;
+    return true;
 }
 
 /* A serial as people write it ("4A0F...", "80", "0080"): 1 to 40 hex
@@ -1341,8 +1345,7 @@ static bool parse_serial(const char *text, unsigned char der[MAX_SERIAL], size_t
         int lo = hex_value((unsigned char)text[2 * i + 1 - odd]);
         bytes[i] = (unsigned char)(hi * 16 + lo);
     }
-    canonical_serial(bytes, (n + odd) / 2, der, len, hex);
-    return true;
+    return canonical_serial(bytes, (n + odd) / 2, der, len, hex);
 }
 
 /* The serial of a certificate, as above.  0, or a GnuTLS error. */
@@ -1352,8 +1355,8 @@ static int certificate_serial(gnutls_x509_crt_t crt, unsigned char der[MAX_SERIA
     unsigned char raw[64];
     size_t n = sizeof raw;
     int ret = gnutls_x509_crt_get_serial(crt, raw, &n);
-    if (ret == 0)
-        canonical_serial(raw, n, der, len, hex);
+    if (ret == 0 && !canonical_serial(raw, n, der, len, hex))
+        ret = GNUTLS_E_ASN1_DER_ERROR;
     return ret;
 }
 
@@ -1367,8 +1370,8 @@ static bool crl_lists(gnutls_x509_crl_t crl, const unsigned char *serial, size_t
     time_t when;
     bool found = false;
     while (!found && gnutls_x509_crl_iter_crt_serial(crl, &iter, raw, &n, &when) == 0) {
-        canonical_serial(raw, n, der, &der_len, hex);
-        found = der_len == len && memcmp(der, serial, len) == 0;
+        found = canonical_serial(raw, n, der, &der_len, hex) && der_len == len &&
+                memcmp(der, serial, len) == 0;
         n = sizeof raw;
     }
     gnutls_x509_crl_iter_deinit(iter);
@@ -1602,8 +1605,9 @@ static int revoke_from_command_line(const struct options *o)
  * by issuer and serial, or by its key.  Windows (KB5014754, 2022) calls
  * those mappings strong, and a mapping by subject name weak.
  *
- * On disk, under the certificate folder (folders 0700, certificates 0644,
- * every other file 0600):
+ * On disk, under the certificate folder (folders 0700; certificates and
+ * crl.pem 0644, since they are public; every other file 0600, and the
+ * folders 0700 too, since together they say who holds which certificate):
  *   accounts/ID/name          the name the invitation gave: "Carol"
  *   accounts/ID/SERIAL.pem    each certificate issued to the account
  *   issued/SERIAL             the index: the ID of the account SERIAL is in
@@ -1684,6 +1688,8 @@ static int new_account(const struct options *o, const char *name, struct account
     memset(acct, 0, sizeof *acct);
     if (join_path(path, o->certs_dir, "accounts") < 0 || make_folder(path, why) < 0)
         return -1;
+    /* GNUTLS_RND_NONCE: an ID must be unique and unguessable, not secret
+     * (the code that opens an account is the secret: GNUTLS_RND_KEY) */
     for (int tries = 0; made == 0 && tries < 4; tries++) {    /* 64 bits: a clash is rare */
         int ret = gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof raw);
         if (ret < 0)
@@ -1797,9 +1803,13 @@ static int record_certificate(const struct options *o, const struct account *acc
 
 /* The lesson of part 2: the account a certificate belongs to.  der is the
  * certificate the visitor proved they hold (the handshake's
- * CertificateVerify).  It is an account's if our CA signed it, and the
- * account that issued/SERIAL names recorded this very certificate.  Fills
- * serial_hex in any case, for the log.  Returns whether it found one. */
+ * CertificateVerify).  It is an account's if our CA signed it (section 4
+ * checked it against every CA of --ca; accounts are ours alone), and the
+ * account that issued/SERIAL names recorded this very certificate, byte
+ * for byte: the serial is only where to look, since anyone who has our
+ * CA's key (gencerts.sh, openssl ca) can sign another certificate with the
+ * same serial.  Fills serial_hex in any case, for the log.  Returns
+ * whether it found one. */
 static bool account_of_certificate(const struct server *srv, const gnutls_datum_t *der,
                                    struct account *acct, char serial_hex[2 * MAX_SERIAL + 1])
 {
@@ -2020,14 +2030,12 @@ static int claim_invitation(const struct invitation *inv)
     return rename(inv->file, used) == 0 ? 0 : errno;
 }
 
-/* Give it back, when no certificate came of it. */
-static void unclaim_invitation(const struct invitation *inv)
+/* Give it back, when no certificate came of it; false if it stays used. */
+static bool unclaim_invitation(const struct invitation *inv)
 {
     char used[PATH_MAX + 8];
     snprintf(used, sizeof used, "%s.used", inv->file);
-    if (rename(used, inv->file) < 0) {
-        /* it stays used: the log says the enrollment failed, and why */
-    }
+    return rename(used, inv->file) == 0;
 }
 
 /* ======================= F. The pages ==================================== */
@@ -2211,10 +2219,16 @@ static void enroll_bundle(const struct server *srv, struct connection *conn,
     snprintf(ans->disposition, sizeof ans->disposition, "attachment; filename=\"%s\"", file_name);
     goto out;
 fail:
-    unclaim_invitation(&inv);
-    note(conn, "enroll account %s \"%s\" failed: %s", acct->id, log_name, why);
-    page(ans, 500, strdup("500 Internal Server Error: the certificate could not be made. Your "
-                          "invitation is still good: try again later."));
+    if (unclaim_invitation(&inv)) {
+        note(conn, "enroll account %s \"%s\" failed: %s", acct->id, log_name, why);
+        page(ans, 500, strdup("500 Internal Server Error: the certificate could not be made. "
+                              "Your invitation is still good: try again later."));
+    } else {
+        note(conn, "enroll account %s \"%s\" failed: %s; the invitation stays used: %s",
+             acct->id, log_name, why, strerror(errno));
+        page(ans, 500, strdup("500 Internal Server Error: the certificate could not be made, "
+                              "and the invitation is used up: ask for a new one."));
+    }
 out:
     gnutls_memset(passphrase, 0, sizeof passphrase);
     if (p12.data) {
@@ -2226,8 +2240,6 @@ out:
     if (crt)
         gnutls_x509_crt_deinit(crt);
 }
-
-static char *greeting(const struct identity *id, int *status);
 
 /* Who is asking, for the pages below: an admitted visitor (section 4's
  * check, against the CRL in force now) whose certificate is an account's.
@@ -2680,32 +2692,31 @@ static size_t find_head_end(const char *buf, size_t len)
 
 /* The request line as the log shows it (log_escape keeps it on its line).
  * An invitation code in it (part 2's /enroll?code=...) is a secret until
- * used, and a log is read by more people than the operator: the value of
- * every query field whose name decodes to "code", whatever its case or
- * spelling ("%63ode"), or does not decode at all, is written as "...". */
+ * used, and a log is read by more people than the operator.  So wherever a
+ * field KEY=VALUE begins (after a '?' or an '&'), if KEY decodes to "code"
+ * in any case or spelling ("%63ode"), or does not decode at all, VALUE is
+ * written as "...". */
 static void remember_request_line(struct connection *conn, const char *buf, size_t len)
 {
     char line[sizeof conn->request_line], key[64];
     size_t n = 0, o = 0;
     while (n < len && buf[n] != '\r' && buf[n] != '\n')
         n++;
-    const char *query = memchr(buf, '?', n), *end = buf + n;
-    const char *query_end = query ? memchr(query, ' ', (size_t)(end - query)) : NULL;
-    for (const char *p = buf; p < end && o < sizeof line;) {
-        const char *eq = NULL, *amp = NULL;
-        if (query && p > query && p < (query_end ? query_end : end) && (p[-1] == '?' || p[-1] == '&')) {
-            const char *stop = query_end ? query_end : end;     /* a field: KEY=VALUE */
-            amp = memchr(p, '&', (size_t)(stop - p));
-            amp = amp ? amp : stop;
-            eq = memchr(p, '=', (size_t)(amp - p));
+    for (size_t i = 0; i < n && o < sizeof line;) {
+        size_t eq = i, end = i;
+        if (i > 0 && (buf[i - 1] == '?' || buf[i - 1] == '&')) {
+            while (end < n && buf[end] != '&' && buf[end] != ' ')
+                end++;
+            while (eq < end && buf[eq] != '=')
+                eq++;
         }
-        long klen = eq ? form_decode(p, (size_t)(eq - p), key, sizeof key) : 0;
-        if (eq && (klen < 0 || strcasecmp(key, "code") == 0)) {
-            int w = snprintf(line + o, sizeof line - o, "%.*s=...", (int)(eq - p), p);
+        if (eq < end && (form_decode(buf + i, eq - i, key, sizeof key) < 0 ||
+                         strcasecmp(key, "code") == 0)) {
+            int w = snprintf(line + o, sizeof line - o, "%.*s=...", (int)(eq - i), buf + i);
             o += w < 0 ? 0 : (size_t)w;
-            p = amp;
+            i = end;
         } else {
-            line[o++] = *p++;
+            line[o++] = buf[i++];
         }
     }
     o = o < sizeof line ? o : sizeof line - 1;
@@ -3688,7 +3699,7 @@ static void usage(FILE *out)
     fprintf(out,
         "usage: ./server [--port N] [--certs DIR] [--key FILE] [--cert FILE]\n"
         "                [--ca FILE] [--crl FILE] [--timeout SECONDS] [--reject-unauthorized]\n"
-        "                [--max-clients N] [--max-per-address N] [--enroll]\n"
+        "                [--max-clients N] [--max-per-address N] [--enroll [--invite-hours N]]\n"
         "       ./server [--certs DIR] [--port N] --invite NAME [--invite-hours N]\n"
         "       ./server [--certs DIR] [--crl FILE] --revoke SERIAL | --renew-crl\n"
         "  --port N           listen on port N (default %d; 0 = any free port)\n"
@@ -3710,9 +3721,11 @@ static void usage(FILE *out)
         "                     are closed at once\n"
         "Part 2, the server issues and revokes certificates (signed by DIR/server_cert.pem\n"
         "with DIR/server_key.pem):\n"
-        "  --enroll           serve /enroll, /certificates and /revoke as well\n"
-        "  --invite NAME      write a one-time invitation for NAME, print its link, exit\n"
-        "  --invite-hours N   how long the invitation is valid (default %d)\n"
+        "  --enroll           serve /enroll, /certificates, /revoke and /add-device as well\n"
+        "  --invite NAME      open a new account for NAME with a one-time invitation,\n"
+        "                     print its link, exit\n"
+        "  --invite-hours N   how long an invitation is valid, from --invite or from\n"
+        "                     /add-device (default %d)\n"
         "  --revoke SERIAL    add the certificate with this serial (hex) to the CRL, exit\n"
         "  --renew-crl        sign the CRL again with nextUpdate %d days ahead, exit\n"
         "  --help             show this help\n",
@@ -3856,13 +3869,13 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "server: a file name is longer than %d bytes\n", PATH_MAX - 1);
         return -1;
     }
-    /* Failing closed across a restart too: once part 2 has issued
-     * certificates here (accounts/) or written a CRL (crl.pem.lock), crl.pem
+    /* Failing closed across a restart too: once this server has issued a
+     * certificate here (issued/) or revoked one (crl.pem.lock), crl.pem
      * holds revocations that must not be forgotten, so it must be there. */
-    char accounts[PATH_MAX], lock[PATH_MAX + 8];
+    char issued[PATH_MAX], lock[PATH_MAX + 8];
     snprintf(lock, sizeof lock, "%s.lock", o->crl_file);
     o->crl_required = crl != NULL ||
-                      (join_path(accounts, dir, "accounts") == 0 && access(accounts, F_OK) == 0) ||
+                      (join_path(issued, dir, "issued") == 0 && access(issued, F_OK) == 0) ||
                       access(lock, F_OK) == 0;
     return 0;
 }

@@ -232,7 +232,7 @@ if [[ $page == *"Welcome, Carol"* ]] && [[ $page == *"submitted: 200 application
 else
     fail "Firefox: the invitation's form, posted: Carol's .p12" "got: ${page:0:400}" "log: $(tail -n 3 "$log")"
 fi
-if grep -q '"POST /enroll HTTP/1.1" 200 enrolled "Carol"' "$log"; then
+if grep -Eq '"POST /enroll HTTP/1.1" 200 enrolled account [0-9A-F]{16} "Carol"' "$log"; then
     ok "  ... the server took Firefox's Origin as its own page's (log: enrolled)"
 else
     fail "  ... the server enrolled Carol (log)" "$(tail -n 3 "$log")"
@@ -247,24 +247,59 @@ else
 fi
 firefox_shows "Firefox with the bundle the server issued: Hello Carol" "$HELLO_CAROL" \
     "$origin/authenticate" "" carol-issued
-# the list's Revoke button, pressed in Firefox
-ff_extra=(--submit-form "$work/revoked.html")
+# A second device joins the account: Firefox, with the first device's
+# certificate, presses "Get a link for it" on /certificates; then, as the
+# new device, opens the link and posts the enrollment form.
+ff_extra=(--submit-form "$work/device-link.html" --form 'form[action="/add-device"]')
 page=$(firefox_visit "$origin/certificates" "" carol-issued)
 ff_extra=()
-if [[ $page == *"Certificates issued to Carol"* ]] && [[ $page == *"submitted: 200 text/html"* ]] &&
-    grep -q "is revoked" "$work/revoked.html"; then
-    ok "Firefox: /certificates lists Carol's, and its Revoke button works: $(head -c 60 "$work/revoked.html")..."
+dcode=$(grep -o 'enroll?code=[0-9A-F]\{32\}' "$work/device-link.html" 2>/dev/null | head -n 1 | cut -d= -f2)
+if [[ $page == *"The certificates of Carol"* ]] && [[ $page == *"submitted: 200 text/html"* ]] && [ -n "$dcode" ]; then
+    ok "Firefox: /certificates, \"Get a link for it\": a one-time link for another device"
+else
+    fail "Firefox: /certificates, the device link" "got: ${page:0:400}" "answer: $(head -c 300 "$work/device-link.html" 2>&1)"
+fi
+ff_extra=(--submit-form "$certs/carol-second.p12")
+page=$(firefox_visit "$origin/enroll?code=$dcode" "")
+ff_extra=()
+account=$(sed -n 's/.*"POST \/enroll HTTP\/1.1" 200 enrolled account \([0-9A-F]*\) "Carol".*/\1/p' "$log" | sort -u)
+second=$(openssl pkcs12 -in "$certs/carol-second.p12" -passin pass: -nokeys 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2)
+if [[ $page == *"submitted: 200 application/x-pkcs12"* ]] && [ -n "$second" ] && [ "$(wc -w <<<"$account")" = 1 ]; then
+    ok "Firefox, as the new device: the link's form posted, a second .p12 ($second) in the same account ($account)"
+else
+    fail "Firefox: the second device's enrollment, same account" "got: ${page:0:300}" "accounts: $account" "log: $(tail -n 3 "$log")"
+fi
+new_browser with-second carol-second
+page=$(chromium_in with-second --dump-dom "$origin/authenticate")
+if [[ $page == *"$HELLO_CAROL"* ]]; then
+    ok "Chromium with the second device's bundle: Hello Carol"
+else
+    fail "Chromium with the second device's bundle: Hello Carol" "got: ${page:0:300}"
+fi
+# the second device is lost: its Revoke button, pressed in Firefox on the first
+ff_extra=(--submit-form "$work/revoked.html" --form "form:has(input[value=\"$second\"])")
+page=$(firefox_visit "$origin/certificates" "" carol-issued)
+ff_extra=()
+if [[ $page == *"$second"* ]] && [[ $page == *"submitted: 200 text/html"* ]] &&
+    grep -q "$second is revoked" "$work/revoked.html"; then
+    ok "Firefox: /certificates lists both, and the second's Revoke button works: $(head -c 60 "$work/revoked.html")..."
 else
     fail "Firefox: /certificates and its Revoke button" "got: ${page:0:400}" "answer: $(cat "$work/revoked.html" 2>&1)"
 fi
 REVOKED="Refused because it was revoked by its issuer."
-page=$(chromium_in with-carol --dump-dom "$origin/authenticate")
+page=$(chromium_in with-second --dump-dom "$origin/authenticate")
 if [[ $page == *"Sorry Carol"* ]] && [[ $page == *"$REVOKED"* ]]; then
-    ok "Chromium, after the revocation: the 403 page, revoked by its issuer"
+    ok "Chromium, the second device after the revocation: the 403 page, revoked by its issuer"
 else
     fail "Chromium, after the revocation: the 403 page" "got: ${page:0:300}"
 fi
-firefox_shows "Firefox, after the revocation: the 403 page, revoked by its issuer" "$REVOKED" \
-    "$origin/authenticate" "" carol-issued
+firefox_shows "Firefox, the second device after the revocation: the 403 page, revoked by its issuer" "$REVOKED" \
+    "$origin/authenticate" "" carol-second
+page=$(chromium_in with-carol --dump-dom "$origin/authenticate")
+if [[ $page == *"$HELLO_CAROL"* ]]; then
+    ok "Chromium, the first device: still Hello Carol"
+else
+    fail "Chromium, the first device: still Hello Carol" "got: ${page:0:300}"
+fi
 
 finish

@@ -13,9 +13,11 @@
  *     as request line, subject DN and GnuTLS's reason, remember_request_line,
  *     note_visitor and format_log_line must make one line with no control byte;
  *   - as part 2's input: a form body (form_field, form_decode), a serial
- *     (parse_serial) and an invited name (bad_name); and, put after an
- *     invitation code in a request line, remember_request_line must hide
- *     the code.
+ *     (parse_serial) and an invited name (bad_name); put around an
+ *     invitation code in a request line, under any spelling of "code",
+ *     remember_request_line must hide the code; and as an account's name
+ *     and serials, certificates_html must build a whole page with the name
+ *     escaped.
  * Build and run: make fuzz (FUZZ_SECONDS=60 by default).
  */
 #define main server_main
@@ -84,14 +86,20 @@ static void check_form(const char *data, size_t size)
     }
     /* a serial: only hex digits go in, and the file name that comes out is
      * upper-case hex, so it can't reach outside issued/ */
-    char text[64], hex[41];
-    unsigned char bytes[20];
+    char text[64], hex[2 * MAX_SERIAL + 1];
+    unsigned char der[MAX_SERIAL];
     size_t len;
     size_t n = size < sizeof text - 1 ? size : sizeof text - 1;
     memcpy(text, data, n);
     text[n] = '\0';
-    if (parse_serial(text, bytes, &len, hex)) {
-        assert(len >= 1 && len <= 20 && strlen(hex) == 2 * len);
+    if (parse_serial(text, der, &len, hex)) {
+        /* a positive DER INTEGER: no needless 00, a 00 before a high bit;
+         * the hex is its bytes without that 00, as openssl prints them */
+        assert(len >= 1 && len <= MAX_SERIAL);
+        assert(len == 1 || der[0] != 0 || (der[1] & 0x80));
+        assert((der[0] & 0x80) == 0);
+        size_t sign = der[0] == 0 && len > 1 ? 1 : 0;
+        assert(strlen(hex) == 2 * (len - sign));
         assert(strspn(hex, "0123456789ABCDEF") == strlen(hex));
     }
     /* an invited name: bad_name lets through only what log_escape keeps as
@@ -104,16 +112,57 @@ static void check_form(const char *data, size_t size)
     }
 }
 
-/* The request line in the log: an invitation code never shows. */
+/* The request line in the log: an invitation code never shows, however
+ * its field's name is spelled, wherever the fuzzed bytes put it. */
 static void check_redaction(const char *data, size_t size)
 {
-    struct connection conn;
-    memset(&conn, 0, sizeof conn);
-    char line[400];
-    int n = snprintf(line, sizeof line, "GET /enroll?code=0123456789ABCDEF0123456789ABCDEF&%.*s HTTP/1.1",
-                     (int)(size < 200 ? size : 200), data);
-    remember_request_line(&conn, line, (size_t)n);
-    assert(strncmp(conn.request_line, "GET /enroll?code=...&", 21) == 0);
+    static const char *const spellings[] = {"code", "%63ode", "CODE", "co%64e", "c%4Fde"};
+    int cut = (int)(size < 100 ? size : 100);
+    if (memmem(data, (size_t)cut, "F00DCAFE", 8) != NULL)
+        return;                 /* the input holds the digits itself */
+    for (size_t k = 0; k < sizeof spellings / sizeof spellings[0]; k++) {
+        struct connection conn;
+        memset(&conn, 0, sizeof conn);
+        char line[400];
+        int n = snprintf(line, sizeof line, "GET /enroll?%.*s&%s=F00DCAFEF00DCAFEF00DCAFEF00DCAFE&%.*s HTTP/1.1",
+                         cut, data, spellings[k], cut, data);
+        remember_request_line(&conn, line, (size_t)n);
+        /* the line may be cut at 160 bytes, but no 8 digits of the code survive
+         * (upper-case: log_escape writes \xNN in lower case) */
+        assert(strstr(conn.request_line, "F00DCAFE") == NULL);
+    }
+}
+
+/* Part 2's list page, built from hostile parts: an account's name and
+ * serials as bytes from the input.  The page is whole (the builder grows),
+ * and no byte of the name reaches it as markup. */
+static void check_certificates_page(const char *data, size_t size)
+{
+    struct account acct;
+    memset(&acct, 0, sizeof acct);
+    memcpy(acct.id, "0123456789ABCDEF", 17);
+    size_t n = size < MAX_NAME ? size : MAX_NAME;
+    memcpy(acct.name, data, n);
+    acct.name[n] = '\0';
+    size_t count = size % 50;
+    struct listed *list = calloc(count ? count : 1, sizeof *list);
+    assert(list);
+    for (size_t i = 0; i < count; i++) {
+        size_t at = i % size, len = size - at < 20 ? size - at : 20;   /* count > 0: size > 0 */
+        to_hex((const unsigned char *)data + at, len, list[i].serial);
+        list[i].issued = (time_t)(i * 86400);
+        list[i].state = i % 3 == 0 ? "revoked" : "valid";
+    }
+    char *html = certificates_html(&acct, list, count, count ? list[0].serial : "");
+    assert(html);
+    char *name = html_escape(acct.name);
+    static const char heading[] = "<h1>The certificates of ";
+    size_t h = sizeof heading - 1, nl = name ? strlen(name) : 0;
+    assert(name && strncmp(html, heading, h) == 0 && strncmp(html + h, name, nl) == 0);
+    assert(strncmp(html + h + nl, "</h1>", 5) == 0);   /* the name stayed inside its heading */
+    free(name);
+    free(html);
+    free(list);
 }
 
 /* Undo log_escape: \\ \" \xNN.  Returns the length, or -1 if out holds an
@@ -211,5 +260,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_log_line((const char *)data, size);
     check_form((const char *)data, size);
     check_redaction((const char *)data, size);
+    check_certificates_page((const char *)data, size);
     return 0;
 }

@@ -9,12 +9,14 @@ address the tab ended on, the error code of a certificate error page, and the
 page's text, so that a test can assert on them: an error page is
 about:neterror?e=nssFailure2&... or about:certerror?...  With
 --screenshot FILE it also saves a PNG of the tab.  With --submit-form FILE
-it then submits the page's first form the way its button would (a POST
+it then submits the page's first form (or the first that --form SELECTOR
+picks, a CSS selector) the way its button would (a POST
 from the page, with the Origin and Sec-Fetch-Site Firefox itself adds),
 prints the answer's status and type, and saves its body in FILE: how the
 Part 2 test enrolls and revokes in a real browser.
 
-    marionette.py --port N URL [--screenshot FILE] [--submit-form FILE] [--wait SECONDS]
+    marionette.py --port N URL [--screenshot FILE] [--submit-form FILE [--form SELECTOR]]
+                  [--wait SECONDS]
 
 Exit status: 0 when the page was read, 2 when Firefox could not be reached.
 """
@@ -75,6 +77,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--screenshot")
     parser.add_argument("--submit-form")
+    parser.add_argument("--form", default="form", help="CSS selector of the form to submit")
     parser.add_argument("--wait", type=float, default=30, help="seconds to wait for Firefox")
     args = parser.parse_args()
     try:
@@ -119,14 +122,14 @@ def main():
         # Firefox's download manager
         error, result = ff.call("WebDriver:ExecuteAsyncScript", {
             "script": "var done = arguments[arguments.length - 1];"
-                      "var f = document.querySelector('form');"
+                      "var f = document.querySelector(arguments[0]);"
                       "if (!f) { done(['no form', '', '']); return; }"
                       "fetch(f.action, {method: 'POST', body: new URLSearchParams(new FormData(f))})"
                       ".then(r => r.arrayBuffer().then(b => {"
                       "  var s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c));"
                       "  done([String(r.status), r.headers.get('content-type'), btoa(s)]); }))"
                       ".catch(e => done(['fetch failed: ' + e, '', '']));",
-            "args": []})
+            "args": [args.form]})
         if error:
             print("submit: %s" % error.get("error", error))
         else:

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# tests/bench_part2.sh - what part 2 costs as it grows.
+#
+#  1. GET /certificates for an account of one certificate, with 10, 1,000 and
+#     10,000 certificates issued in all (one server per size, side by side,
+#     requests interleaved).  Beside it GET /authenticate on the same server:
+#     the same handshake, no lookup; the difference is what the lookup costs.
+#  2. A revocation with 5,000, 10,000 and 20,000 entries already in the CRL:
+#     ./server --revoke, and POST /revoke (whose connection has a 5 s
+#     deadline), each on a fresh copy of the CRL, interleaved.
+# Medians of SAMPLES samples, min-max beside them, in milliseconds (curl's
+# time_total, or the command's wall time).  Not a test: nothing is asserted.
+#
+#   tests/bench_part2.sh            (make builds ./server)
+#   SAMPLES=9 tests/bench_part2.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SAMPLES=${SAMPLES:-5}
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
+[ -x ./server ] || { echo "bench: ./server is not built (run make)" >&2; exit 1; }
+make_certs
+
+median() { sort -g | awk '{v[NR] = $1} END {printf "%.1f (%.1f-%.1f)", v[int((NR + 1) / 2)], v[1], v[NR]}'; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000 )) | awk '{printf "%.1f\n", $1 / 1000}'; }
+
+# Carol, enrolled for real: her account, her certificate
+start_server --enroll
+code=$(./server --certs "$certs" --port "$port" --invite Carol 2>/dev/null | sed -n 's|.*code=||p')
+curl -sS --cacert "$certs/server_cert.pem" -H "Origin: https://localhost:$port" \
+    --data "code=$code&passphrase=" -o "$work/carol.p12" "https://localhost:$port/enroll"
+stop_server
+carol=$(openssl pkcs12 -in "$work/carol.p12" -passin pass: -nokeys | openssl x509 -noout -serial | cut -d= -f2)
+account=$(cat "$certs/issued/$carol")
+# as PEM: curl would decrypt a .p12 (600,000 PBKDF2 rounds) at every request
+openssl pkcs12 -in "$work/carol.p12" -passin pass: -nodes -out "$work/carol.pem" 2>/dev/null
+CAROL=(--cert "$work/carol.pem" --cacert "$certs/server_cert.pem")
+
+# fill DIR N: N - 1 more accounts of one certificate each, as part 2 lays
+# them out (their certificates are Carol's bytes under other serials: the
+# lookup never reads another account's files, and this shows it)
+fill() {
+    python3 - "$1" "$2" "$certs/accounts/$account/$carol.pem" <<'PY'
+import os, secrets, sys
+top, n, pem = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read()
+for i in range(n - 1):
+    acct, serial = secrets.token_hex(8).upper(), secrets.token_hex(16).upper()
+    os.makedirs(f"{top}/accounts/{acct}", mode=0o700)
+    open(f"{top}/accounts/{acct}/name", "w").write(f"Person {i}\n")
+    open(f"{top}/accounts/{acct}/{serial}.pem", "w").write(pem)
+    open(f"{top}/issued/{serial}", "w").write(acct + "\n")
+PY
+}
+
+echo "# GET /certificates, one account among N issued certificates: ms per request"
+declare -A ports pids
+for n in 10 1000 10000; do
+    cp -r "$certs" "$work/n$n"
+    fill "$work/n$n" "$n"
+    ./server --port 0 --certs "$work/n$n" --enroll 2>"$work/n$n.log" &
+    pids[$n]=$!
+    for _ in $(seq 100); do
+        ports[$n]=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$work/n$n.log")
+        [ -n "${ports[$n]}" ] && break
+        sleep 0.1
+    done
+done
+for _ in $(seq "$SAMPLES"); do
+    for n in 10 1000 10000; do
+        for path in certificates authenticate; do
+            curl -sS -o /dev/null -w '%{time_total}\n' "${CAROL[@]}" "https://localhost:${ports[$n]}/$path" |
+                awk '{print $1 * 1000}' >>"$work/get-$n-$path"
+        done
+    done
+done
+printf '%-8s %-24s %-24s\n' issued "/certificates" "/authenticate"
+for n in 10 1000 10000; do
+    kill "${pids[$n]}"
+    printf '%-8s %-24s %-24s\n' "$n" "$(median <"$work/get-$n-certificates")" "$(median <"$work/get-$n-authenticate")"
+    grep -q "200 admitted \"CN=Carol\"; the certificates of account $account" "$work/n$n.log" ||
+        echo "bench: the n=$n server did not list Carol's account" >&2
+done
+
+echo
+echo "# a revocation with N entries in the CRL: ms"
+for n in 5000 10000 20000; do
+    dir=$work/crl$n
+    cp -r "$certs" "$dir"
+    python3 - "$dir/ca/index.txt" "$n" <<'PY'
+import sys
+with open(sys.argv[1], "a") as f:
+    for i in range(int(sys.argv[2])):
+        f.write("R\t301128000000Z\t261128000000Z\t%06X\tunknown\t/CN=Gone %d\n" % (0x200000 + i, i))
+PY
+    (cd "$dir" && openssl ca -config ca/ca.cnf -gencrl -out crl.orig 2>/dev/null && cp crl.orig crl.pem)
+    ./server --port 0 --certs "$dir" --enroll 2>"$dir.log" &
+    pids[$n]=$!
+    for _ in $(seq 100); do
+        ports[$n]=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$dir.log")
+        [ -n "${ports[$n]}" ] && break
+        sleep 0.1
+    done
+done
+for i in $(seq "$SAMPLES"); do
+    for n in 5000 10000 20000; do
+        dir=$work/crl$n
+        cp "$dir/crl.orig" "$dir/crl.new" && mv "$dir/crl.new" "$dir/crl.pem"
+        t0=$(date +%s%N)
+        ./server --certs "$dir" --revoke "$(printf 'AB%04X' "$i")" 2>/dev/null
+        ms_since "$t0" >>"$work/cli-$n"
+        cp "$dir/crl.orig" "$dir/crl.new" && mv "$dir/crl.new" "$dir/crl.pem"
+        curl -sS -o "$work/web-$n.out" -w '%{time_total} %{http_code}\n' "${CAROL[@]}" \
+            -H "Origin: https://localhost:${ports[$n]}" --data "serial=$carol" \
+            "https://localhost:${ports[$n]}/revoke" >"$work/web-$n.now"
+        read -r secs status <"$work/web-$n.now"
+        [ "$status" = 200 ] || echo "bench: POST /revoke with $n entries: $status $(head -c 200 "$work/web-$n.out")" >&2
+        awk -v s="$secs" 'BEGIN {print s * 1000}' >>"$work/web-$n"
+    done
+done
+printf '%-8s %-24s %-24s\n' entries "./server --revoke" "POST /revoke"
+for n in 5000 10000 20000; do
+    kill "${pids[$n]}"
+    printf '%-8s %-24s %-24s\n' "$n" "$(median <"$work/cli-$n")" "$(median <"$work/web-$n")"
+done
