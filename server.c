@@ -2263,8 +2263,10 @@ static bool account_holder(gnutls_session_t s, const struct server *srv, struct 
     }
     free_identity(&id);
     const gnutls_datum_t *peer = gnutls_certificate_get_peers(s, &count);
-    if (count > 0 && account_of_certificate(srv, &peer[0], acct, serial_hex))
+    if (count > 0 && account_of_certificate(srv, &peer[0], acct, serial_hex)) {
+        note(conn, "account %s, serial %s", acct->id, serial_hex);
         return true;
+    }
     note(conn, "serial %s belongs to no account", serial_hex[0] ? serial_hex : "?");
     page(ans, 403, format_text(
         "<h1>No account</h1>\n"
@@ -2317,7 +2319,7 @@ static void certificates_page(gnutls_session_t s, const struct server *srv,
     if (!account_holder(s, srv, conn, &acct, own, ans))
         return;
     long count = list_account(srv, &acct, conn->creds, &list);
-    note(conn, "the certificates of account %s", acct.id);
+    note(conn, "its certificates listed");
     page(ans, 200, count < 0 ? NULL : certificates_html(&acct, list, (size_t)count, own));
     free(list);
 }
@@ -2344,7 +2346,7 @@ static void revoke_certificate(gnutls_session_t s, const struct server *srv,
     gnutls_x509_crt_t recorded = NULL;
     if (!indexed_account(srv->opts, hex, id) || strcmp(id, acct.id) != 0 ||
         (recorded = recorded_certificate(srv, &acct, hex)) == NULL) {
-        note(conn, "revoke %s: not a certificate of account %s", hex, acct.id);
+        note(conn, "revoke %s: not one of the account's certificates", hex);
         page(ans, 403, strdup("403 Forbidden: you may revoke only your own account's "
                               "certificates."));
         return;
@@ -2352,14 +2354,13 @@ static void revoke_certificate(gnutls_session_t s, const struct server *srv,
     gnutls_x509_crt_deinit(recorded);
     int ret = update_crl(srv->opts, srv->issuer, serial, len, conn, why);
     if (ret < 0) {
-        note(conn, "revoke %s of account %s failed: %s", hex, acct.id, why);
+        note(conn, "revoke %s failed: %s", hex, why);
         page(ans, 503, strdup("503 Service Unavailable: nothing was revoked, because the "
                               "revocation list can't be written just now. The server's log "
                               "says why; try again later."));
         return;
     }
-    note(conn, ret ? "revoked %s of account %s" : "revoke %s of account %s: revoked already",
-         hex, acct.id);
+    note(conn, ret ? "revoked %s" : "revoke %s: revoked already", hex);
     page(ans, 200, format_text("Certificate %s %s. From its next connection on, this server "
                                "refuses it.\n<p><a href=\"/certificates\">Your certificates</a>"
                                "</p>", hex, ret ? "is revoked" : "was revoked already"));
@@ -2375,12 +2376,12 @@ static void add_device(gnutls_session_t s, const struct server *srv, struct conn
     if (!account_holder(s, srv, conn, &acct, own, ans))
         return;
     if (write_invitation(srv->opts, &acct, srv->opts->invite_hours, code, why) < 0) {
-        note(conn, "a device invitation for account %s failed: %s", acct.id, why);
+        note(conn, "a device invitation failed: %s", why);
         page(ans, 503, strdup("503 Service Unavailable: the server cannot write its files just "
                               "now; try again later."));
         return;
     }
-    note(conn, "a device invitation for account %s", acct.id);
+    note(conn, "a device invitation written");
     /* the link as the visitor reached us: Host is a checked host[:port] */
     char *host = req->host ? format_text("https://%.*s", (int)req->host_len, req->host)
                            : strdup("");

@@ -226,7 +226,7 @@ if [[ $body == *"https://localhost:$port/enroll?code=$dcode"* ]] && [ -n "$dcode
 else
     fail "  ... the link, an invitation to Carol's account" "${body:0:400}"
 fi
-log_has "log: the device invitation, with the account" "\"POST /add-device HTTP/1\\.1\" 200 admitted \"CN=Carol\"; a device invitation for account $account1\$"
+log_has "log: the device invitation, with the account and the serial" "\"POST /add-device HTTP/1\\.1\" 200 admitted \"CN=Carol\"; account $account1, serial $carol1; a device invitation written\$"
 enroll_post "$work/carol2.p12" "${ORIGIN[@]}" --data "code=$dcode&passphrase=s3cret+%26+more&legacy=1"
 info=$(openssl pkcs12 -in "$work/carol2.p12" -passin 'pass:s3cret & more' -info -noout 2>&1)
 if [ "$code" = 200 ] && [[ $info == *"pbeWithSHA1And3-KeyTripleDES-CBC"* ]] && [[ $info == *"MAC: sha1"* ]] &&
@@ -248,6 +248,8 @@ if [[ $body == *"<td>$carol1</td>"*"<td>valid</td>"* ]] && [[ $body == *"<td>$ca
 else
     fail "  ... both listed and valid" "${body:0:700}"
 fi
+log_has "log: the list, with the account and the visitor's serial" \
+    "\"GET /certificates HTTP/1\\.1\" 200 admitted \"CN=Carol\"; account $account1, serial $carol2; its certificates listed\$"
 
 echo "# Part 2: a name decides nothing: another Carol, a second CA's Carol, part 1's Alice"
 icode=$(invite Carol)
@@ -270,7 +272,7 @@ expect "the first Carol's list: none of the other's" 200 "<td>$carol1</td>" "${C
 crl_before=$(sha256sum <"$p2/crl.pem")
 expect "the other Carol may not revoke the first Carol's laptop: 403" 403 "only your own account's certificates" \
     "${CAROLB[@]}" "${ORIGIN[@]}" --data "serial=$carol1" "$(url /revoke)"
-log_has "  ... the log names the serial and the account" "\"POST /revoke HTTP/1\\.1\" 403 admitted \"CN=Carol\"; revoke $carol1: not a certificate of account $account2\$"
+log_has "  ... the log names the account, the visitor's serial and the one asked for" "\"POST /revoke HTTP/1\\.1\" 403 admitted \"CN=Carol\"; account $account2, serial $carolb; revoke $carol1: not one of the account's certificates\$"
 ALICE2=(--cert "$p2/alice.p12" --cert-type p12)
 expect "part 1's Alice (made by gencerts.sh) has no account: /certificates says so" 403 "belongs to no account" \
     "${ALICE2[@]}" "$(url /certificates)"
@@ -305,7 +307,7 @@ fi
 echo "# Part 2: revocation from the web"
 expect "Carol revokes her lost laptop's certificate from her other device" 200 "Certificate $carol1 is revoked" \
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=${carol1,,}" "$(url /revoke)"
-log_has "log: revoked, with the serial and the account" "\"POST /revoke HTTP/1\\.1\" 200 admitted \"CN=Carol\"; revoked $carol1 of account $account1\$"
+log_has "log: revoked, with the account and both serials" "\"POST /revoke HTTP/1\\.1\" 200 admitted \"CN=Carol\"; account $account1, serial $carol2; revoked $carol1\$"
 expect "the next connection with the laptop's: 403, revoked" 403 "it was revoked by its issuer" \
     "${CAROL1[@]}" "$(url /authenticate)"
 expect "  ... her other device: still welcome" 200 "Hello Carol" "${CAROL2[@]}" "$(url /authenticate)"
@@ -404,7 +406,7 @@ else
 fi
 expect "a revocation from the web meanwhile: 503, nothing revoked" 503 "nothing was revoked" \
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=$carol2" "$(url /revoke)"
-log_has "  ... the log says why" "\"POST /revoke HTTP/1\\.1\" 503 admitted \"CN=Carol\"; revoke $carol2 of account $account1 failed: cannot read $p2/crl\\.pem: No such file or directory\$"
+log_has "  ... the log says why" "\"POST /revoke HTTP/1\\.1\" 503 admitted \"CN=Carol\"; account $account1, serial $carol2; revoke $carol2 failed: cannot read $p2/crl\\.pem: No such file or directory\$"
 refuses "./server --revoke meanwhile: exit 1, nothing revoked" 1 "cannot read $p2/crl.pem: No such file or directory; nothing was revoked" \
     "$SERVER" --certs "$p2" --revoke "$carol2"
 if [ ! -e "$p2/crl.pem" ]; then
@@ -437,7 +439,7 @@ t0=$(date +%s%N)
 expect "crl.pem.lock held past the deadline: 503, nothing revoked" 503 "nothing was revoked" \
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=$carol2" "$(url /revoke)"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-log_has "  ... the log says the lock could not be had" "revoke $carol2 of account $account1 failed: cannot lock $p2/crl\\.pem\\.lock: Connection timed out\$"
+log_has "  ... the log says the lock could not be had" "revoke $carol2 failed: cannot lock $p2/crl\\.pem\\.lock: Connection timed out\$"
 wait "$hold_pid"
 [ "$held" = held ] || fail "flock held the lock" "got: $held"
 echo "       (answered after $ms ms; the deadline is ${p2_timeout} s)"
