@@ -1022,6 +1022,7 @@ static long ms_left(const struct connection *conn);
 static int make_folder(const char *path, char *why);
 static int write_file(const char *path, const void *data, size_t len, mode_t mode, char *why);
 static int read_small_file(const char *path, char *buf, size_t cap);
+static int take_lock(int fd, const struct connection *conn);
 struct text {                   /* a page built piece by piece (section 11) */
     char *s;
     size_t len, cap;
@@ -1409,24 +1410,6 @@ static bool signed_by(gnutls_x509_crl_t crl, const struct issuer *ca)
            (status == 0 || status == stale);
 }
 
-/* Take the lock: wait as long as it takes on the command line (conn NULL),
- * and only until the connection's deadline for a page. */
-static int take_lock(int fd, const struct connection *conn)
-{
-    if (conn == NULL)
-        return flock(fd, LOCK_EX);
-    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno != EWOULDBLOCK)
-            return -1;
-        if (ms_left(conn) <= 0) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
-    }
-    return 0;
-}
-
 /* crl.pem, split into our CA's CRL (*ours) and the text of the others
  * before and after it.  0, or -1 with why. */
 static int read_crl_file(const struct options *o, const struct issuer *ca, gnutls_x509_crl_t *ours,
@@ -1556,39 +1539,6 @@ out:
     if (crl)
         gnutls_x509_crl_deinit(crl);
     return result;
-}
-
-/* ./server --revoke SERIAL, or --renew-crl: the operator's way.  Returns
- * the exit status. */
-static int revoke_from_command_line(const struct options *o)
-{
-    struct issuer ca;
-    unsigned char der[MAX_SERIAL];
-    size_t len = 0;
-    char hex[2 * MAX_SERIAL + 1], why[WHY_SIZE];
-    bool renew = o->revoke_serial == NULL;
-
-    if (!renew && !parse_serial(o->revoke_serial, der, &len, hex)) {
-        fprintf(stderr, "server: --revoke wants a serial of 1 to 40 hex digits, as "
-                        "openssl x509 -noout -serial prints it, not '%s'\n", o->revoke_serial);
-        return 2;
-    }
-    if (load_issuer(o, &ca) < 0)
-        return 1;
-    int ret = update_crl(o, &ca, renew ? NULL : der, len, NULL, why);
-    free_issuer(&ca);
-    if (ret < 0) {
-        fprintf(stderr, "server: %s; nothing was %s\n", why, renew ? "signed" : "revoked");
-        return 1;
-    }
-    if (renew)
-        fprintf(stderr, "server: %s signed again, valid for %d days\n", o->crl_file, CRL_DAYS);
-    else if (ret == 0)
-        fprintf(stderr, "server: %s was revoked already; %s is unchanged\n", hex, o->crl_file);
-    else
-        fprintf(stderr, "server: %s is now revoked in %s; a running server refuses it from its "
-                        "next certificate check\n", hex, o->crl_file);
-    return 0;
 }
 
 /* ======================= D. Accounts: whose certificate is it? ============ */
@@ -1993,6 +1943,45 @@ static int invite(const struct options *o)
         fprintf(stderr, "server: %d other account%s named \"%s\" already; this is a new one. A "
                         "second device joins its account from that account's /certificates page\n",
                 same, same > 1 ? "s are" : " is", acct.name);
+    return 0;
+}
+
+/* ./server --revoke SERIAL, or --renew-crl: the operator's way.  Returns
+ * the exit status. */
+static int revoke_from_command_line(const struct options *o)
+{
+    struct issuer ca;
+    unsigned char der[MAX_SERIAL];
+    size_t len = 0;
+    char hex[2 * MAX_SERIAL + 1], why[WHY_SIZE];
+    bool renew = o->revoke_serial == NULL;
+
+    if (!renew && !parse_serial(o->revoke_serial, der, &len, hex)) {
+        fprintf(stderr, "server: --revoke wants a serial of 1 to 40 hex digits, as "
+                        "openssl x509 -noout -serial prints it, not '%s'\n", o->revoke_serial);
+        return 2;
+    }
+    if (load_issuer(o, &ca) < 0)
+        return 1;
+    int ret = update_crl(o, &ca, renew ? NULL : der, len, NULL, why);
+    free_issuer(&ca);
+    if (ret < 0) {
+        fprintf(stderr, "server: %s; nothing was %s\n", why, renew ? "signed" : "revoked");
+        return 1;
+    }
+    if (renew)
+        fprintf(stderr, "server: %s signed again, valid for %d days\n", o->crl_file, CRL_DAYS);
+    else if (ret == 0)
+        fprintf(stderr, "server: %s was revoked already; %s is unchanged\n", hex, o->crl_file);
+    else
+        fprintf(stderr, "server: %s is now revoked in %s; a running server refuses it from its "
+                        "next certificate check\n", hex, o->crl_file);
+    char id[2 * ACCOUNT_BYTES + 1];
+    struct account acct;
+    if (!renew && indexed_account(o, hex, id) && read_account(o, id, &acct))
+        fprintf(stderr, "server: %s was issued to account %s, \"%s\"\n", hex, acct.id, acct.name);
+    else if (!renew)
+        fprintf(stderr, "server: %s is no certificate of part 2's accounts\n", hex);
     return 0;
 }
 
@@ -3633,6 +3622,24 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
         unlink(tmp);
         snprintf(why, WHY_SIZE, "cannot write %.150s: %s", path, strerror(saved));
         return -1;
+    }
+    return 0;
+}
+
+/* Take the lock: wait as long as it takes on the command line (conn NULL),
+ * and only until the connection's deadline for a page. */
+static int take_lock(int fd, const struct connection *conn)
+{
+    if (conn == NULL)
+        return flock(fd, LOCK_EX);
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK)
+            return -1;
+        if (ms_left(conn) <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
     }
     return 0;
 }

@@ -346,8 +346,9 @@ echo go >&7
 exec 7>&-
 wait "$late_pid"
 answer=$(tail -n +2 "$work/late.out")
-if [ "$said" = connected ] && [[ $answer == "HTTP/1.1 403 "* ]] && [[ $answer == *"it was revoked by its issuer"* ]]; then
-    ok "connected, then revoked (--revoke), then the handshake: 403, revoked"
+if [ "$said" = connected ] && [[ $answer == "HTTP/1.1 403 "* ]] && [[ $answer == *"it was revoked by its issuer"* ]] &&
+   grep -q "^server: $carolb was issued to account $account2, \"Carol\"$" "$work/revoke.out"; then
+    ok "connected, then revoked (--revoke, which names the account), then the handshake: 403, revoked"
 else
     fail "connected, then revoked, then the handshake: 403" "client: $said ${answer:0:300}" "$(cat "$work/revoke.out")"
 fi
@@ -366,7 +367,8 @@ else
     fail "openssl prints the serials 80 and FF01" "$(serial_of "$work/s80_cert.pem") $(serial_of "$work/sFF01_cert.pem")"
 fi
 expect "serial 80, before: welcome" 200 "Hello Serial 80" --cert "$work/s80_cert.pem" --key "$work/s80_key.pem" "$(url /authenticate)"
-if out=$("$SERVER" --certs "$p2" --revoke 80 2>&1) && [[ $out == *"80 is now revoked"* ]]; then
+if out=$("$SERVER" --certs "$p2" --revoke 80 2>&1) && [[ $out == *"80 is now revoked"* ]] &&
+   [[ $out == *"80 is no certificate of part 2's accounts"* ]]; then
     ok "./server --revoke 80: exit 0"
 else
     fail "./server --revoke 80: exit 0" "$out"
