@@ -1738,11 +1738,12 @@ static int record_certificate(const struct options *o, const struct account *acc
     snprintf(file, sizeof file, "%s.pem", serial_hex);
     snprintf(id_line, sizeof id_line, "%s\n", acct->id);
     ret = -1;
-    if (account_path(cert_path, o, acct->id, file) < 0 || join_path(dir, o->certs_dir, "issued") < 0 ||
-        join_path(index, dir, serial_hex) < 0)
+    if (account_path(cert_path, o, acct->id, file) < 0 ||
+        join_path(dir, o->certs_dir, "issued") < 0 || join_path(index, dir, serial_hex) < 0)
         snprintf(why, WHY_SIZE, "a path is too long");
     else if (write_file(cert_path, pem.data, pem.size, 0644, why) == 0) {
-        if (make_folder(dir, why) >= 0 && write_file(index, id_line, strlen(id_line), 0600, why) == 0)
+        if (make_folder(dir, why) >= 0 &&
+            write_file(index, id_line, strlen(id_line), 0600, why) == 0)
             ret = 0;
         else
             unlink(cert_path);
@@ -1808,7 +1809,8 @@ static const char *state_of(gnutls_x509_crt_t crt, gnutls_certificate_credential
     gnutls_x509_trust_list_t trusted = NULL;
     unsigned int status = GNUTLS_CERT_INVALID;
     gnutls_certificate_get_trust_list(creds, &trusted);
-    if (trusted == NULL || gnutls_x509_trust_list_verify_crt(trusted, &crt, 1, 0, &status, NULL) < 0)
+    if (trusted == NULL ||
+        gnutls_x509_trust_list_verify_crt(trusted, &crt, 1, 0, &status, NULL) < 0)
         return "not valid";
     return status == 0                          ? "valid"
          : status & GNUTLS_CERT_REVOKED         ? "revoked"
@@ -2277,7 +2279,8 @@ static char *certificates_html(const struct account *acct, const struct listed *
     if (name == NULL)
         return NULL;
     text_add(&t, "<h1>The certificates of %s</h1>\n"
-                 "<p>Account %s. A revoked certificate is refused from its next connection on.</p>\n"
+                 "<p>Account %s. A revoked certificate is refused from its next "
+                 "connection on.</p>\n"
                  "<table>\n<tr><th>Serial</th><th>Issued</th><th>State</th><th></th></tr>\n",
              name, acct->id);
     for (size_t i = 0; i < count; i++) {
@@ -2703,14 +2706,14 @@ static void remember_request_line(struct connection *conn, const char *buf, size
         if (eq < end && (form_decode(buf + i, eq - i, key, sizeof key) < 0 ||
                          strcasecmp(key, "code") == 0)) {
             int w = snprintf(line + o, sizeof line - o, "%.*s=...", (int)(eq - i), buf + i);
-            o += w < 0 ? 0 : (size_t)w;
+            o = w < 0 ? o : o + (size_t)w < sizeof line ? o + (size_t)w : sizeof line - 1;
             i = end;
         } else {
             line[o++] = buf[i++];
         }
     }
-    o = o < sizeof line ? o : sizeof line - 1;
-    log_escape(conn->request_line, sizeof conn->request_line, line, o);
+    log_escape(conn->request_line, sizeof conn->request_line, line,
+               o < sizeof line ? o : sizeof line - 1);
 }
 
 /* Read until the head is complete; *head is where it starts in buf, past
