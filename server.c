@@ -1023,6 +1023,8 @@ static int make_folder(const char *path, char *why);
 static int write_file(const char *path, const void *data, size_t len, mode_t mode, char *why);
 static int read_small_file(const char *path, char *buf, size_t cap);
 static int take_lock(int fd, const struct connection *conn);
+static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
+static bool same_file_state(const struct stat *a, const struct stat *b);
 struct text {                   /* a page built piece by piece (section 11) */
     char *s;
     size_t len, cap;
@@ -1037,6 +1039,7 @@ static char *text_take(struct text *t);
 #define MAX_SERIAL 21           /* bytes of a serial: 20 of number (RFC 5280 4.1.2.2), and a 00 */
 #define CERT_DAYS 365           /* as gencerts.sh signs Alice */
 #define CRL_DAYS 365            /* nextUpdate, as gencerts.sh's default_crl_days */
+#define MAX_CRLS 16             /* CRLs in crl.pem: one per trusted CA, at most */
 
 /* ======================= A. Issuing a certificate ======================== */
 /*
@@ -1413,14 +1416,13 @@ static bool signed_by(gnutls_x509_crl_t crl, const struct issuer *ca)
 /* crl.pem, split into our CA's CRL (*ours) and the text of the others
  * before and after it.  0, or -1 with why. */
 static int read_crl_file(const struct options *o, const struct issuer *ca, gnutls_x509_crl_t *ours,
-                         struct text *before, struct text *after, char *why)
+                         struct text *before, struct text *after, struct stat *st, char *why)
 {
     static const char begin[] = "-----BEGIN X509 CRL-----", end[] = "-----END X509 CRL-----";
     gnutls_datum_t file = {NULL, 0};
-    int ret = gnutls_load_file(o->crl_file, &file);
-    if (ret < 0) {
-        int e = access(o->crl_file, R_OK) < 0 ? errno : EIO;
-        snprintf(why, WHY_SIZE, "cannot read %.150s: %s", o->crl_file, strerror(e));
+    int ret;
+    if (read_whole_file(o->crl_file, &file, st) < 0) {
+        snprintf(why, WHY_SIZE, "cannot read %.150s: %s", o->crl_file, strerror(errno));
         return -1;
     }
     const char *p = (const char *)file.data, *stop = p + file.size, *b;
@@ -1456,7 +1458,7 @@ static int read_crl_file(const struct options *o, const struct issuer *ca, gnutl
         }
         p = e;
     }
-    gnutls_free(file.data);
+    free(file.data);
     if (*ours == NULL) {
         snprintf(why, WHY_SIZE, "%.100s holds no CRL signed by %.100s", o->crl_file,
                  o->issuer_cert_file);
@@ -1464,41 +1466,120 @@ static int read_crl_file(const struct options *o, const struct issuer *ca, gnutl
     }
     return 0;
 fail:
-    gnutls_free(file.data);
+    free(file.data);
     if (*ours)
         gnutls_x509_crl_deinit(*ours);
     *ours = NULL;
     return -1;
 }
 
-/* Add serial (the INTEGER's bytes) to our CA's CRL in crl.pem, or with
- * serial NULL sign it again as it is.  conn: the connection whose deadline
- * bounds the work, or NULL on the command line.  Returns 1 if it was
- * added, 0 if it was listed already (nothing written) or the list was
- * renewed, -1 with why. */
-static int update_crl(const struct options *o, const struct issuer *ca,
-                      const unsigned char *serial, size_t serial_len,
-                      const struct connection *conn, char *why)
+/*
+ * What a CRL is, for the rules that keep revocations from going back: whose
+ * (a SHA-256 of its issuer's name) and how new (its CRL number).  A CRL
+ * never gives way to an older one of the same issuer, nor disappears:
+ *   - crl.pem.lock keeps the mark of the last CRL signed here, so that an
+ *     older crl.pem (a backup put back) is not signed anew as if it were
+ *     the newest, and a server does not start with it;
+ *   - a running server keeps the marks of the CRLs in force, and loads no
+ *     crl.pem that lacks one of them or holds an older one (section 10).
+ */
+struct crl_mark {
+    unsigned char issuer[32];
+    unsigned char number[32];   /* big-endian, no leading zeros; none: 0 */
+    size_t number_len;
+    char name[80];              /* the issuer's name, for messages */
+};
+
+static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark)
 {
-    char lock_file[PATH_MAX + 8];
+    gnutls_datum_t dn = {NULL, 0};
+    size_t n = sizeof mark->number;
+    memset(mark, 0, sizeof *mark);
+    int ret = gnutls_x509_crl_get_raw_issuer_dn(crl, &dn);
+    if (ret == 0)
+        ret = gnutls_hash_fast(GNUTLS_DIG_SHA256, dn.data, dn.size, mark->issuer);
+    gnutls_free(dn.data);
+    dn.data = NULL;
+    if (ret == 0 && gnutls_x509_crl_get_issuer_dn3(crl, &dn, 0) == 0)
+        log_escape(mark->name, sizeof mark->name, (const char *)dn.data, dn.size);
+    gnutls_free(dn.data);
+    if (ret == 0 && gnutls_x509_crl_get_number(crl, mark->number, &n, NULL) == 0) {
+        size_t skip = 0;
+        while (skip < n && mark->number[skip] == 0)
+            skip++;
+        memmove(mark->number, mark->number + skip, n - skip);
+        mark->number_len = n - skip;
+    }
+    return ret;
+}
+
+/* Whether a is older than b (the same issuer assumed). */
+static bool older(const struct crl_mark *a, const struct crl_mark *b)
+{
+    return a->number_len != b->number_len ? a->number_len < b->number_len
+                                          : memcmp(a->number, b->number, a->number_len) < 0;
+}
+
+/* The mark crl.pem.lock keeps: "NUMBER ISSUER" in hex.  False if none. */
+static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
+{
+    char path[PATH_MAX + 8], text[2 * (32 + 32) + 4], number[65], issuer[65];
+    snprintf(path, sizeof path, "%s.lock", crl_file);
+    memset(mark, 0, sizeof *mark);
+    if (read_small_file(path, text, sizeof text) < 0 ||
+        sscanf(text, "%64[0-9A-F] %64[0-9A-F]", number, issuer) != 2 || strlen(issuer) != 64 ||
+        strlen(number) % 2 != 0)
+        return false;
+    for (size_t i = 0; i < 32; i++)
+        mark->issuer[i] = (unsigned char)(hex_value((unsigned char)issuer[2 * i]) * 16 +
+                                          hex_value((unsigned char)issuer[2 * i + 1]));
+    mark->number_len = strlen(number) / 2;
+    for (size_t i = 0; i < mark->number_len; i++)
+        mark->number[i] = (unsigned char)(hex_value((unsigned char)number[2 * i]) * 16 +
+                                          hex_value((unsigned char)number[2 * i + 1]));
+    return true;
+}
+
+static void record_mark(int lock, const struct crl_mark *mark)
+{
+    char text[2 * (32 + 32) + 4], number[65] = "00", issuer[65];
+    if (mark->number_len > 0)
+        to_hex(mark->number, mark->number_len, number);
+    to_hex(mark->issuer, sizeof mark->issuer, issuer);
+    int n = snprintf(text, sizeof text, "%s %s\n", number, issuer);
+    if (ftruncate(lock, 0) < 0 || pwrite(lock, text, (size_t)n, 0) != n || fsync(lock) < 0) {
+        /* the CRL itself is written: a mark left behind only checks less */
+    }
+}
+
+/* One try at update_crl: everything is read and signed without the lock;
+ * the lock is taken only to see that crl.pem is still what was read, and
+ * to put the new one in its place, so it is never held for longer than a
+ * rename takes.  Returns as update_crl does, or -2: crl.pem changed
+ * meanwhile, try again. */
+static int sign_crl_once(const struct options *o, const struct issuer *ca,
+                         const unsigned char *serial, size_t serial_len,
+                         const struct connection *conn, int lock, char *why)
+{
     gnutls_x509_crl_t crl = NULL;
     gnutls_datum_t pem = {NULL, 0};
     struct text before = {0}, after = {0}, all = {0};
+    struct stat read_as, now_as;
+    struct crl_mark was, last, signed_mark;
     unsigned char num[32], id[64];
     size_t num_len = sizeof num, id_size = sizeof id;
     time_t now = time(NULL);
     int ret, result = -1;
+    bool locked = false;
 
-    snprintf(lock_file, sizeof lock_file, "%s.lock", o->crl_file);
-    int lock = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock < 0 || take_lock(lock, conn) < 0) {
-        snprintf(why, WHY_SIZE, "cannot lock %.150s: %s", lock_file, strerror(errno));
-        goto out;
-    }
-    if (read_crl_file(o, ca, &crl, &before, &after, why) < 0)
+    if (read_crl_file(o, ca, &crl, &before, &after, &read_as, why) < 0)
         goto out;
     if (serial && crl_lists(crl, serial, serial_len)) {
         result = 0;
+        goto out;
+    }
+    if ((ret = mark_of(crl, &was)) < 0) {
+        failed(why, o->crl_file, ret);
         goto out;
     }
     /* -revoke and -gencrl: the entry, the dates, the number, the signature */
@@ -1511,7 +1592,8 @@ static int update_crl(const struct options *o, const struct issuer *ca,
         (ret = gnutls_x509_crt_get_subject_key_id(ca->crt, id, &id_size, NULL)) < 0 ||
         (ret = gnutls_x509_crl_set_authority_key_id(crl, id, id_size)) < 0 ||
         (ret = gnutls_x509_crl_privkey_sign(crl, ca->crt, ca->key, GNUTLS_DIG_SHA256, 0)) < 0 ||
-        (ret = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_PEM, &pem)) < 0) {
+        (ret = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_PEM, &pem)) < 0 ||
+        (ret = mark_of(crl, &signed_mark)) < 0) {
         failed(why, "signing the CRL", ret);
         goto out;
     }
@@ -1521,6 +1603,21 @@ static int update_crl(const struct options *o, const struct issuer *ca,
         snprintf(why, WHY_SIZE, "%s", strerror(ENOMEM));
         goto out;
     }
+    if (take_lock(lock, conn) < 0) {
+        snprintf(why, WHY_SIZE, "cannot lock %.150s.lock: %s", o->crl_file, strerror(errno));
+        goto out;
+    }
+    locked = true;
+    if (stat(o->crl_file, &now_as) < 0 || !same_file_state(&now_as, &read_as)) {
+        result = -2;
+        goto out;
+    }
+    if (recorded_mark(o->crl_file, &last) &&
+        memcmp(last.issuer, was.issuer, sizeof was.issuer) == 0 && older(&was, &last)) {
+        snprintf(why, WHY_SIZE, "%.150s is older than the last CRL signed here (its number is "
+                                "lower): put the newest back", o->crl_file);
+        goto out;
+    }
     if (conn && ms_left(conn) <= 0) {
         snprintf(why, WHY_SIZE, "the connection's deadline passed; %.150s is unchanged",
                  o->crl_file);
@@ -1528,16 +1625,47 @@ static int update_crl(const struct options *o, const struct issuer *ca,
     }
     if (write_file(o->crl_file, all.s, all.len, 0644, why) < 0)
         goto out;
+    record_mark(lock, &signed_mark);
     result = serial ? 1 : 0;
 out:
-    if (lock >= 0)
-        close(lock);            /* and with it the lock */
+    if (locked)
+        flock(lock, LOCK_UN);
     gnutls_free(pem.data);
     free(text_take(&before));
     free(text_take(&after));
     free(text_take(&all));
     if (crl)
         gnutls_x509_crl_deinit(crl);
+    return result;
+}
+
+/* Add serial (the INTEGER's bytes) to our CA's CRL in crl.pem, or with
+ * serial NULL sign it again as it is.  conn: the connection whose deadline
+ * bounds the wait for the lock, or NULL on the command line.  Returns 1 if
+ * it was added, 0 if it was listed already (nothing written) or the list
+ * was renewed, -1 with why. */
+static int update_crl(const struct options *o, const struct issuer *ca,
+                      const unsigned char *serial, size_t serial_len,
+                      const struct connection *conn, char *why)
+{
+    char lock_file[PATH_MAX + 8];
+    int result = -2;
+    snprintf(lock_file, sizeof lock_file, "%s.lock", o->crl_file);
+    int lock = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0 || fchmod(lock, 0600) < 0) {
+        snprintf(why, WHY_SIZE, "cannot open %.150s: %s", lock_file, strerror(errno));
+        if (lock >= 0)
+            close(lock);
+        return -1;
+    }
+    for (int tries = 0; result == -2 && tries < 3; tries++)
+        result = sign_crl_once(o, ca, serial, serial_len, conn, lock, why);
+    if (result == -2) {
+        snprintf(why, WHY_SIZE, "%.150s changed while the new list was made, three times",
+                 o->crl_file);
+        result = -1;
+    }
+    close(lock);
     return result;
 }
 
@@ -3162,7 +3290,75 @@ static struct {
     pthread_mutex_t reload_lock;    /* one reload at a time; guards the two below */
     struct stat crl_seen;           /* crl.pem as it was when last looked at */
     bool crl_in_force;              /* the current set has a CRL: one is required from now on */
+    struct crl_mark marks[MAX_CRLS];    /* the CRLs in force: none may go back (section C) */
+    int mark_count;
 } clients = {.lock = PTHREAD_MUTEX_INITIALIZER, .reload_lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* The marks of the CRLs in file (section C): how many, or -1 with why. */
+static int marks_of_file(const char *file, struct crl_mark marks[MAX_CRLS], char *why)
+{
+    gnutls_datum_t data = {NULL, 0};
+    gnutls_x509_crl_t *list = NULL;
+    unsigned int n = 0;
+    struct stat st;
+    if (read_whole_file(file, &data, &st) < 0) {
+        snprintf(why, WHY_SIZE, "cannot read %.150s: %s", file, strerror(errno));
+        return -1;
+    }
+    int ret = gnutls_x509_crl_list_import2(&list, &n, &data, GNUTLS_X509_FMT_PEM, 0);
+    free(data.data);
+    if (ret < 0)
+        return failed(why, file, ret);
+    for (unsigned int i = 0; i < n; i++) {
+        if (ret == 0 && i < MAX_CRLS)
+            ret = mark_of(list[i], &marks[i]);
+        gnutls_x509_crl_deinit(list[i]);
+    }
+    gnutls_free(list);
+    if (ret < 0)
+        return failed(why, file, ret);
+    if (n > MAX_CRLS) {
+        snprintf(why, WHY_SIZE, "%.150s holds more than %d CRLs", file, MAX_CRLS);
+        return -1;
+    }
+    return (int)n;
+}
+
+/* Whether the CRLs of a new crl.pem (marks, n) go back on one that must
+ * stay (kept): it is missing, or older.  Says which in why. */
+static bool goes_back(const char *file, const struct crl_mark *kept, const struct crl_mark *marks,
+                      int n, char *why)
+{
+    for (int i = 0; i < n; i++)
+        if (memcmp(marks[i].issuer, kept->issuer, sizeof kept->issuer) == 0) {
+            if (!older(&marks[i], kept))
+                return false;
+            snprintf(why, WHY_SIZE, "%.100s goes back: its CRL of \"%.60s\" is older than one "
+                                    "in force or signed here; put the newest back", file,
+                     kept->name[0] ? kept->name : "?");
+            return true;
+        }
+    snprintf(why, WHY_SIZE, "%.100s goes back: it holds no CRL of \"%.60s\", which was in "
+                            "force or signed here; put the newest back", file,
+             kept->name[0] ? kept->name : "?");
+    return true;
+}
+
+/* The CRLs of crl.pem, checked against those in force and the one signed
+ * here last; into marks.  Their count, or -1 with why. */
+static int check_marks(const struct options *o, struct crl_mark marks[MAX_CRLS], char *why)
+{
+    struct crl_mark last;
+    int n = marks_of_file(o->crl_file, marks, why);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < clients.mark_count; i++)
+        if (goes_back(o->crl_file, &clients.marks[i], marks, n, why))
+            return -1;
+    if (recorded_mark(o->crl_file, &last) && goes_back(o->crl_file, &last, marks, n, why))
+        return -1;
+    return n;
+}
 
 /* Let go of a set of credentials; the last user frees it.  Under the lock. */
 static void release_creds(struct shared_creds *sc)
@@ -3177,8 +3373,14 @@ static void release_creds(struct shared_creds *sc)
 static int load_first_creds(const struct options *o)
 {
     char why[WHY_SIZE];
+    struct crl_mark marks[MAX_CRLS];
+    int count = 0;
     struct shared_creds *sc = calloc(1, sizeof *sc);
     int with_crl = sc ? load_credentials(&sc->creds, o, o->crl_required, why) : -1;
+    if (with_crl == 1 && (count = check_marks(o, marks, why)) < 0) {
+        gnutls_certificate_free_credentials(sc->creds);
+        with_crl = -1;
+    }
     if (with_crl < 0) {
         fprintf(stderr, "server: %s\n", sc ? why : strerror(ENOMEM));
         if (access(o->key_file, F_OK) < 0)
@@ -3198,6 +3400,8 @@ static int load_first_creds(const struct options *o)
     clients.creds = sc;
     clients.opts = o;
     clients.crl_in_force = with_crl;
+    memcpy(clients.marks, marks, sizeof marks[0] * (size_t)count);
+    clients.mark_count = count;
     if (stat(o->crl_file, &clients.crl_seen) < 0)
         memset(&clients.crl_seen, 0, sizeof clients.crl_seen);
     return 0;
@@ -3228,8 +3432,14 @@ static void reload_if_crl_changed(void)
         memset(&now, 0, sizeof now);
     if (!same_file_state(&now, &clients.crl_seen)) {
         clients.crl_seen = now;
+        struct crl_mark marks[MAX_CRLS];
+        int count = 0;
         struct shared_creds *sc = calloc(1, sizeof *sc);
         int with_crl = sc ? load_credentials(&sc->creds, o, clients.crl_in_force, why) : -1;
+        if (with_crl == 1 && (count = check_marks(o, marks, why)) < 0) {
+            gnutls_certificate_free_credentials(sc->creds);
+            with_crl = -1;
+        }
         if (with_crl < 0) {
             fprintf(stderr, "server: %s changed, but %s: the credentials loaded before stay "
                             "in force\n", o->crl_file, sc ? why : strerror(ENOMEM));
@@ -3237,6 +3447,8 @@ static void reload_if_crl_changed(void)
         } else {
             fprintf(stderr, "server: %s changed: loading the credentials anew\n", o->crl_file);
             clients.crl_in_force = with_crl;
+            memcpy(clients.marks, marks, sizeof marks[0] * (size_t)count);
+            clients.mark_count = count;
             sc->users = 1;
             pthread_mutex_lock(&clients.lock);
             release_creds(clients.creds);
@@ -3644,6 +3856,41 @@ static int take_lock(int fd, const struct connection *conn)
         }
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
     }
+    return 0;
+}
+
+/* A whole file into out (free out->data with free()), and what fstat said of
+ * the very file read.  0, or -1 with errno. */
+static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st)
+{
+    unsigned char *data = NULL;
+    int err = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) < 0)
+        err = errno;
+    else if (!S_ISREG(st->st_mode))
+        err = S_ISDIR(st->st_mode) ? EISDIR : EINVAL;
+    else if (st->st_size >= INT_MAX || (data = malloc((size_t)st->st_size + 1)) == NULL)
+        err = ENOMEM;
+    else {
+        size_t got = 0, want = (size_t)st->st_size;
+        ssize_t n = 1;
+        while (got < want && (n = read(fd, data + got, want - got)) > 0)
+            got += (size_t)n;
+        if (got != want)
+            err = n < 0 ? errno : EIO;
+        else
+            data[got] = '\0';
+        out->size = (unsigned)got;
+    }
+    close(fd);
+    if (err) {
+        free(data);
+        errno = err;
+        return -1;
+    }
+    out->data = data;
     return 0;
 }
 
