@@ -1520,15 +1520,16 @@ static bool older(const struct crl_mark *a, const struct crl_mark *b)
                                           : memcmp(a->number, b->number, a->number_len) < 0;
 }
 
-/* The mark crl.pem.lock keeps: "NUMBER ISSUER" in hex.  False if none. */
+/* The mark crl.pem.lock keeps: "NUMBER ISSUER NAME", the first two in hex.
+ * False if none. */
 static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
 {
-    char path[PATH_MAX + 8], text[2 * (32 + 32) + 4], number[65], issuer[65];
+    char path[PATH_MAX + 8], text[2 * (32 + 32) + 4 + sizeof mark->name], number[65], issuer[65];
     snprintf(path, sizeof path, "%s.lock", crl_file);
     memset(mark, 0, sizeof *mark);
     if (read_small_file(path, text, sizeof text) < 0 ||
-        sscanf(text, "%64[0-9A-F] %64[0-9A-F]", number, issuer) != 2 || strlen(issuer) != 64 ||
-        strlen(number) % 2 != 0)
+        sscanf(text, "%64[0-9A-F] %64[0-9A-F] %79[^\n]", number, issuer, mark->name) < 2 ||
+        strlen(issuer) != 64 || strlen(number) % 2 != 0)
         return false;
     for (size_t i = 0; i < 32; i++)
         mark->issuer[i] = (unsigned char)(hex_value((unsigned char)issuer[2 * i]) * 16 +
@@ -1542,11 +1543,11 @@ static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
 
 static void record_mark(int lock, const struct crl_mark *mark)
 {
-    char text[2 * (32 + 32) + 4], number[65] = "00", issuer[65];
+    char text[2 * (32 + 32) + 4 + sizeof mark->name], number[65] = "00", issuer[65];
     if (mark->number_len > 0)
         to_hex(mark->number, mark->number_len, number);
     to_hex(mark->issuer, sizeof mark->issuer, issuer);
-    int n = snprintf(text, sizeof text, "%s %s\n", number, issuer);
+    int n = snprintf(text, sizeof text, "%s %s %s\n", number, issuer, mark->name);
     if (ftruncate(lock, 0) < 0 || pwrite(lock, text, (size_t)n, 0) != n || fsync(lock) < 0) {
         /* the CRL itself is written: a mark left behind only checks less */
     }

@@ -431,6 +431,24 @@ if [ "$n_after" = "$n_before" ]; then
 else
     fail "  ... no revocation was lost" "$n_before entries before, $n_after now"
 fi
+# an older CRL of ours put back (gencerts.sh's first one): it would
+# un-revoke the laptop, and a revocation built on it would lose entries
+cp "$p2/crl.pem" "$work/crl.newest"
+cp "$certs/crl.pem" "$p2/crl.new" && mv "$p2/crl.new" "$p2/crl.pem"
+expect "an older crl.pem put back: the laptop still refused" 403 "it was revoked by its issuer" "${CAROL1[@]}" "$(url /authenticate)"
+log_has "  ... said once: it goes back, the credentials loaded before stay" \
+    "^server: $p2/crl.pem changed, but $p2/crl.pem goes back: its CRL of \"O=Client Certificate Demo,CN=localhost\" is older than one in force or signed here; put the newest back: the credentials loaded before stay in force\$"
+expect "  ... a revocation from the web meanwhile: 503, nothing revoked" 503 "nothing was revoked" \
+    "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=$carol2" "$(url /revoke)"
+refuses "  ... ./server --revoke meanwhile: exit 1, it is older than the last one signed here" 1 \
+    "$p2/crl.pem is older than the last CRL signed here (its number is lower): put the newest back; nothing was revoked" \
+    "$SERVER" --certs "$p2" --revoke "$carol2"
+if [ "$(entries "$p2/crl.pem")" = "$(entries "$certs/crl.pem")" ]; then
+    ok "  ... and the old list was not signed anew"
+else
+    fail "  ... and the old list was not signed anew" "$(entries "$p2/crl.pem") entries"
+fi
+cp "$work/crl.newest" "$p2/crl.new" && mv "$p2/crl.new" "$p2/crl.pem"
 # the lock held by someone else past the connection's deadline: the page
 # gives up within the deadline, and the lock is not left held
 flock "$p2/crl.pem.lock" -c "echo held; sleep $((p2_timeout + 3))" >"$work/hold.out" &
@@ -500,6 +518,18 @@ else
 fi
 expect "  ... and the second CA's revoked certificate is still refused" 403 "it was revoked by its issuer" \
     --cert "$ca2/gone2ca_cert.pem" --key "$ca2/gone2ca_key.pem" "$(url /authenticate)"
+
+# the second CA's CRL alone over crl.pem: ours must not go with it
+cp "$p2/crl.pem" "$work/crl.both"
+cp "$ca2/crl.pem" "$p2/crl.new" && mv "$p2/crl.new" "$p2/crl.pem"
+expect "only the second CA's CRL left in crl.pem: our revoked laptop still refused" 403 "it was revoked by its issuer" \
+    "${CAROL1[@]}" "$(url /authenticate)"
+log_has "  ... the file is not loaded: it holds no CRL of ours" \
+    "^server: $p2/crl.pem changed, but $p2/crl.pem goes back: it holds no CRL of \"O=Client Certificate Demo,CN=localhost\", which was in force or signed here; put the newest back: the credentials loaded before stay in force\$"
+stop_server
+refuses "  ... and a restart with it is refused" 1 "$p2/crl.pem goes back: it holds no CRL of \"O=Client Certificate Demo,CN=localhost\"" \
+    timeout 10 "$SERVER" --certs "$p2" --port 0 --ca "$p2/two_cas.pem"
+cp "$work/crl.both" "$p2/crl.new" && mv "$p2/crl.new" "$p2/crl.pem"
 
 echo "# Part 2: a restart"
 stop_server
