@@ -736,9 +736,9 @@ struct answer {
 };
 
 struct server;
-static void enroll_form(const struct server *srv, struct connection *conn,
+static void enroll_form(gnutls_session_t s, const struct server *srv, struct connection *conn,
                         const struct request *req, struct answer *ans);
-static void enroll_bundle(const struct server *srv, struct connection *conn,
+static void enroll_bundle(gnutls_session_t s, const struct server *srv, struct connection *conn,
                           const struct request *req, struct answer *ans);
 static void certificates_page(gnutls_session_t s, const struct server *srv,
                               struct connection *conn, struct answer *ans);
@@ -771,9 +771,9 @@ static void route(gnutls_session_t s, const struct server *srv, struct connectio
     } else if (get && path_is(req, "/authenticate")) {
         ans->page = authenticate_page(s, conn, &ans->status);
     } else if (part2 && get && path_is(req, "/enroll")) {
-        enroll_form(srv, conn, req, ans);
+        enroll_form(s, srv, conn, req, ans);
     } else if (part2 && post && path_is(req, "/enroll")) {
-        enroll_bundle(srv, conn, req, ans);
+        enroll_bundle(s, srv, conn, req, ans);
     } else if (part2 && get && path_is(req, "/certificates")) {
         certificates_page(s, srv, conn, ans);
     } else if (part2 && post && path_is(req, "/revoke")) {
@@ -1015,6 +1015,7 @@ out:
 /* What part 2 uses from the machinery: */
 static size_t utf8_length(const unsigned char *s, size_t n);
 static bool deceptive(const unsigned char *s, size_t len);
+static unsigned code_point(const unsigned char *s, size_t len);
 static int join_path(char *out, const char *dir, const char *name);
 static int hex_value(unsigned char c);
 static int form_field(const char *body, size_t len, const char *name, char *out, size_t cap);
@@ -1318,11 +1319,16 @@ fail:
  * hands serials over as the INTEGER's bytes, 00 included; we write them as
  * openssl prints them, without it.  From bytes with or without leading
  * zeros: the INTEGER's bytes into der (*len of them), the hex into hex.
- * False for a number of more than 20 bytes, which no CA may use.
+ * in_der: the bytes are an INTEGER's, where a first byte of 0x80 or more
+ * means a negative number.  False for a negative serial, or one of more
+ * than 20 bytes: RFC 5280 allows neither, and neither is one of ours.
  */
-static bool canonical_serial(const unsigned char *in, size_t n, unsigned char der[MAX_SERIAL],
-                             size_t *len, char hex[2 * MAX_SERIAL + 1])
+static bool canonical_serial(const unsigned char *in, size_t n, bool in_der,
+                             unsigned char der[MAX_SERIAL], size_t *len,
+                             char hex[2 * MAX_SERIAL + 1])
 {
+    if (n == 0 || (in_der && (in[0] & 0x80)))
+        return false;
     while (n > 1 && in[0] == 0)
         in++, n--;
     if (n > MAX_SERIAL - 1)
@@ -1349,7 +1355,7 @@ static bool parse_serial(const char *text, unsigned char der[MAX_SERIAL], size_t
         int lo = hex_value((unsigned char)text[2 * i + 1 - odd]);
         bytes[i] = (unsigned char)(hi * 16 + lo);
     }
-    return canonical_serial(bytes, (n + odd) / 2, der, len, hex);
+    return canonical_serial(bytes, (n + odd) / 2, false, der, len, hex);
 }
 
 /* The serial of a certificate, as above.  0, or a GnuTLS error. */
@@ -1359,7 +1365,7 @@ static int certificate_serial(gnutls_x509_crt_t crt, unsigned char der[MAX_SERIA
     unsigned char raw[64];
     size_t n = sizeof raw;
     int ret = gnutls_x509_crt_get_serial(crt, raw, &n);
-    if (ret == 0 && !canonical_serial(raw, n, der, len, hex))
+    if (ret == 0 && !canonical_serial(raw, n, true, der, len, hex))
         ret = GNUTLS_E_ASN1_DER_ERROR;
     return ret;
 }
@@ -1374,7 +1380,7 @@ static bool crl_lists(gnutls_x509_crl_t crl, const unsigned char *serial, size_t
     time_t when;
     bool found = false;
     while (!found && gnutls_x509_crl_iter_crt_serial(crl, &iter, raw, &n, &when) == 0) {
-        found = canonical_serial(raw, n, der, &der_len, hex) && der_len == len &&
+        found = canonical_serial(raw, n, true, der, &der_len, hex) && der_len == len &&
                 memcmp(der, serial, len) == 0;
         n = sizeof raw;
     }
@@ -1703,14 +1709,28 @@ struct account {
  * 1 to 64 bytes, no space at either end, and nothing that hides or
  * rearranges what is shown (section 8's deceptive(): controls, direction
  * marks, and invisible characters such as U+200B and U+FEFF, with which
- * "\uFEFFAlice" would read as "Alice").  Returns NULL or what is wrong. */
+ * "\uFEFFAlice" would read as "Alice"), and no space of any kind at either
+ * end, nor a combining mark first ("Alice\u00A0" is not "Alice").  Returns
+ * NULL or what is wrong. */
+static bool is_space(unsigned cp)
+{
+    return cp == ' ' || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) ||
+           cp == 0x202f || cp == 0x205f || cp == 0x3000;
+}
+
+static bool is_combining(unsigned cp)
+{
+    return (cp >= 0x300 && cp <= 0x36f) || (cp >= 0x1ab0 && cp <= 0x1aff) ||
+           (cp >= 0x1dc0 && cp <= 0x1dff) || (cp >= 0x20d0 && cp <= 0x20ff) ||
+           (cp >= 0xfe20 && cp <= 0xfe2f);
+}
+
 static const char *bad_name(const char *name)
 {
     size_t len = strlen(name);
+    unsigned first = 0, last = 0;
     if (len == 0 || len > MAX_NAME)
         return "a name has 1 to 64 bytes";
-    if (name[0] == ' ' || name[len - 1] == ' ')
-        return "a name does not begin or end with a space";
     for (size_t i = 0; i < len;) {
         const unsigned char *s = (const unsigned char *)name + i;
         size_t n = s[0] < 0x80 ? 1 : utf8_length(s, len - i);
@@ -1718,8 +1738,14 @@ static const char *bad_name(const char *name)
             return "a name is UTF-8 text";
         if ((n == 1 && (s[0] < 0x20 || s[0] == 0x7f)) || deceptive(s, n))
             return "a name holds no control, direction or invisible characters";
+        last = code_point(s, n);
+        first = i == 0 ? last : first;
         i += n;
     }
+    if (is_space(first) || is_space(last))
+        return "a name does not begin or end with a space";
+    if (is_combining(first))
+        return "a name does not begin with a combining mark";
     return NULL;
 }
 
@@ -1779,11 +1805,17 @@ static int new_account(const struct options *o, const char *name, struct account
     }
     snprintf(acct->name, sizeof acct->name, "%s", name);
     snprintf(text, sizeof text, "%s\n", name);
-    if (made == 0 || account_path(path, o, acct->id, "name") < 0) {
+    char dir[PATH_MAX];
+    if (made == 0 || account_path(dir, o, acct->id, NULL) < 0 ||
+        account_path(path, o, acct->id, "name") < 0) {
         snprintf(why, WHY_SIZE, "no new account ID");
         return -1;
     }
-    return write_file(path, text, strlen(text), 0600, why);
+    if (write_file(path, text, strlen(text), 0600, why) < 0) {
+        rmdir(dir);                 /* no account without a name */
+        return -1;
+    }
+    return 0;
 }
 
 /* How many accounts are named name.  It reads them all: for --invite,
@@ -2009,11 +2041,12 @@ static long list_account(const struct server *srv, const struct account *acct,
  * invitation to the same account.
  */
 
-enum invitation_state { INVITE_UNKNOWN, INVITE_OPEN, INVITE_USED, INVITE_EXPIRED };
+enum invitation_state { INVITE_UNKNOWN, INVITE_OPEN, INVITE_USED, INVITE_EXPIRED, INVITE_VOID };
 
 struct invitation {
     enum invitation_state state;
     struct account account;
+    char by[2 * MAX_SERIAL + 1];    /* the device that asked for it (/add-device), or "" */
     time_t expires;
     char file[PATH_MAX];
 };
@@ -2027,13 +2060,15 @@ static int code_hash(const char *code, char hex[65])
     return ret;
 }
 
-/* A new invitation to acct, good for hours; its code into code.  0, or -1
- * with why. */
+/* A new invitation to acct, good for hours, asked for by the device with
+ * serial by ("" from the command line); its code into code, the code's
+ * hash into hash.  0, or -1 with why. */
 static int write_invitation(const struct options *o, const struct account *acct, int hours,
-                            char code[2 * CODE_BYTES + 1], char *why)
+                            const char *by, char code[2 * CODE_BYTES + 1], char hash[65],
+                            char *why)
 {
     unsigned char raw[CODE_BYTES];
-    char hash[65], dir[PATH_MAX], file[PATH_MAX], text[64];
+    char dir[PATH_MAX], file[PATH_MAX], text[128];
     int ret = gnutls_rnd(GNUTLS_RND_KEY, raw, sizeof raw);
     if (ret == 0) {
         to_hex(raw, sizeof raw, code);
@@ -2045,8 +2080,8 @@ static int write_invitation(const struct options *o, const struct account *acct,
         snprintf(why, WHY_SIZE, "a path is too long");
         return -1;
     }
-    snprintf(text, sizeof text, "%lld %s\n", (long long)(time(NULL) + (time_t)hours * 3600),
-             acct->id);
+    snprintf(text, sizeof text, "%lld %s %s\n", (long long)(time(NULL) + (time_t)hours * 3600),
+             acct->id, by);
     return make_folder(dir, why) < 0 ? -1 : write_file(file, text, strlen(text), 0600, why);
 }
 
@@ -2054,7 +2089,7 @@ static int write_invitation(const struct options *o, const struct account *acct,
  * certificate.  Returns the exit status. */
 static int invite(const struct options *o)
 {
-    char code[2 * CODE_BYTES + 1], why[WHY_SIZE];
+    char code[2 * CODE_BYTES + 1], hash[65], why[WHY_SIZE];
     struct account acct;
     const char *problem = bad_name(o->invite_name);
     if (problem) {
@@ -2063,7 +2098,7 @@ static int invite(const struct options *o)
     }
     int same = accounts_named(o, o->invite_name);
     if (new_account(o, o->invite_name, &acct, why) < 0 ||
-        write_invitation(o, &acct, o->invite_hours, code, why) < 0) {
+        write_invitation(o, &acct, o->invite_hours, "", code, hash, why) < 0) {
         fprintf(stderr, "server: --invite: %s\n", why);
         return 1;
     }
@@ -2119,7 +2154,7 @@ static int revoke_from_command_line(const struct options *o)
 /* Find the invitation a code opens, and in what state it is. */
 static void find_invitation(const struct options *o, const char *code, struct invitation *inv)
 {
-    char dir[PATH_MAX], hash[65], text[64], used[PATH_MAX + 8], id[2 * ACCOUNT_BYTES + 1];
+    char dir[PATH_MAX], hash[65], text[128], used[PATH_MAX + 8], id[2 * ACCOUNT_BYTES + 1];
     bool is_used = false;
     long long expires;
 
@@ -2133,7 +2168,8 @@ static void find_invitation(const struct options *o, const char *code, struct in
             return;
         is_used = true;
     }
-    if (sscanf(text, "%lld %16s", &expires, id) == 2 && read_account(o, id, &inv->account)) {
+    int fields = sscanf(text, "%lld %16s %42[0-9A-F]", &expires, id, inv->by);
+    if (fields >= 2 && read_account(o, id, &inv->account)) {
         inv->expires = (time_t)expires;
         inv->state = is_used ? INVITE_USED : time(NULL) >= inv->expires ? INVITE_EXPIRED
                                                                           : INVITE_OPEN;
@@ -2197,6 +2233,8 @@ static const char *invitation_problem(enum invitation_state state, int *status)
     return state == INVITE_USED    ? "This invitation has been used already. Each link works once: "
                                      "ask whoever invited you for a new one."
          : state == INVITE_EXPIRED ? "This invitation has expired. Ask whoever invited you for a new one."
+         : state == INVITE_VOID    ? "This link was made by a device whose certificate has since been "
+                                     "revoked, or has expired: it no longer works."
                                    : "This is not a valid invitation code. Check the link, or ask "
                                      "whoever invited you for a new one.";
 }
@@ -2213,18 +2251,35 @@ static void bundle_file_name(const char *name, char *out, size_t cap)
     snprintf(out + o, cap - o, "%s.p12", o ? "" : "certificate");
 }
 
+/* Whether the device that asked for a link is still one of the account's
+ * good devices: a link a stolen laptop asked for dies when the laptop's
+ * certificate is revoked. */
+static bool asker_still_good(gnutls_session_t s, const struct server *srv,
+                             struct connection *conn, const struct invitation *inv)
+{
+    gnutls_x509_crt_t crt = recorded_certificate(srv, &inv->account, inv->by);
+    bool good = crt && use_current_credentials(s, conn) == 0 &&
+                strcmp(state_of(crt, conn->creds), "valid") == 0;
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    return good;
+}
+
 /* Find the invitation a code opens.  If it is not open, the answer says
  * why (404, 410) and the log too; returns whether it is open. */
-static bool open_invitation(const struct server *srv, struct connection *conn, const char *code,
-                            struct invitation *inv, struct answer *ans)
+static bool open_invitation(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                            const char *code, struct invitation *inv, struct answer *ans)
 {
     static const char *const said[] = {
         [INVITE_UNKNOWN] = "no such invitation",
         [INVITE_USED] = "the invitation was used already",
         [INVITE_EXPIRED] = "the invitation has expired",
+        [INVITE_VOID] = "the device that asked for the link is revoked or expired",
     };
     int status;
     find_invitation(srv->opts, code, inv);
+    if (inv->state == INVITE_OPEN && inv->by[0] && !asker_still_good(s, srv, conn, inv))
+        inv->state = INVITE_VOID;
     if (inv->state == INVITE_OPEN)
         return true;
     note(conn, "enroll: %s", said[inv->state]);
@@ -2234,7 +2289,7 @@ static bool open_invitation(const struct server *srv, struct connection *conn, c
 }
 
 /* GET /enroll?code=CODE: whom the invitation names, and the form. */
-static void enroll_form(const struct server *srv, struct connection *conn,
+static void enroll_form(gnutls_session_t s, const struct server *srv, struct connection *conn,
                         const struct request *req, struct answer *ans)
 {
     char code[2 * CODE_BYTES + 8] = "";
@@ -2242,7 +2297,7 @@ static void enroll_form(const struct server *srv, struct connection *conn,
 
     if (req->query == NULL || form_field(req->query, req->query_len, "code", code, sizeof code) != 1)
         code[0] = '\0';
-    if (!open_invitation(srv, conn, code, &inv, ans))
+    if (!open_invitation(s, srv, conn, code, &inv, ans))
         return;
     char *name = html_escape(inv.account.name);
     char log_name[4 * MAX_NAME + 8], file_name[MAX_NAME + 8];
@@ -2271,7 +2326,7 @@ static void enroll_form(const struct server *srv, struct connection *conn,
 }
 
 /* POST /enroll: code, passphrase, legacy.  The answer is the bundle itself. */
-static void enroll_bundle(const struct server *srv, struct connection *conn,
+static void enroll_bundle(gnutls_session_t s, const struct server *srv, struct connection *conn,
                           const struct request *req, struct answer *ans)
 {
     char code[2 * CODE_BYTES + 8], passphrase[256], legacy[8], why[WHY_SIZE] = "";
@@ -2295,7 +2350,7 @@ static void enroll_bundle(const struct server *srv, struct connection *conn,
     }
     if (has_pass == 0)
         passphrase[0] = '\0';
-    if (!open_invitation(srv, conn, code, &inv, ans))
+    if (!open_invitation(s, srv, conn, code, &inv, ans))
         goto out;
     const struct account *acct = &inv.account;
     log_escape(log_name, sizeof log_name, acct->name, strlen(acct->name));
@@ -2487,16 +2542,37 @@ static void revoke_certificate(gnutls_session_t s, const struct server *srv,
                                "</p>", hex, ret ? "is revoked" : "was revoked already"));
 }
 
+/* Each device holds at most one open link: accounts/ID/link-SERIAL names
+ * the hash of the last one it asked for, and a new one withdraws it.  So
+ * an account can't fill the disk with links, however often it asks. */
+static void withdraw_last_link(const struct server *srv, const struct account *acct,
+                               const char *own, char *link_file)
+{
+    char file[2 * MAX_SERIAL + 8], hash[66], dir[PATH_MAX], old[PATH_MAX];  /* the hash alone */
+    snprintf(file, sizeof file, "link-%s", own);
+    if (account_path(link_file, srv->opts, acct->id, file) < 0) {
+        link_file[0] = '\0';
+        return;
+    }
+    if (read_small_file(link_file, hash, sizeof hash) == 0 && strlen(hash) == 64 &&
+        strspn(hash, "0123456789ABCDEF") == 64 &&
+        join_path(dir, srv->opts->certs_dir, "invites") == 0 && join_path(old, dir, hash) == 0)
+        unlink(old);                /* gone already if it was used (HASH.used) */
+}
+
 /* POST /add-device: an invitation to the visitor's own account, for their
  * other device.  It is shown once, on this page. */
 static void add_device(gnutls_session_t s, const struct server *srv, struct connection *conn,
                        const struct request *req, struct answer *ans)
 {
     struct account acct;
-    char own[2 * MAX_SERIAL + 1], code[2 * CODE_BYTES + 1], why[WHY_SIZE];
+    char own[2 * MAX_SERIAL + 1], code[2 * CODE_BYTES + 1], hash[65], why[WHY_SIZE];
+    char link_file[PATH_MAX];
     if (!account_holder(s, srv, conn, &acct, own, ans))
         return;
-    if (write_invitation(srv->opts, &acct, srv->opts->invite_hours, code, why) < 0) {
+    withdraw_last_link(srv, &acct, own, link_file);
+    if (write_invitation(srv->opts, &acct, srv->opts->invite_hours, own, code, hash, why) < 0 ||
+        (link_file[0] && write_file(link_file, hash, strlen(hash), 0600, why) < 0)) {
         note(conn, "a device invitation failed: %s", why);
         page(ans, 503, strdup("503 Service Unavailable: the server cannot write its files just "
                               "now; try again later."));
@@ -2674,22 +2750,32 @@ static size_t utf8_length(const unsigned char *s, size_t n)
  * (Default_Ignorable_Code_Point: U+00AD, U+200B, U+FEFF, U+3164 and the
  * rest), with which "\uFEFFAlice" shows as "Alice".  s holds one whole
  * UTF-8 character of len bytes. */
+static unsigned code_point(const unsigned char *s, size_t len)
+{
+    unsigned cp = len < 2 ? s[0] : s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++)
+        cp = cp << 6 | (s[i] & 0x3f);
+    return cp;
+}
+
 static bool deceptive(const unsigned char *s, size_t len)
 {
     static const struct {
         unsigned first, last;
     } hidden[] = {
-        {0x80, 0x9f},       {0xad, 0xad},       {0x34f, 0x34f},     {0x61c, 0x61c},
-        {0x115f, 0x1160},   {0x17b4, 0x17b5},   {0x180b, 0x180f},   {0x200b, 0x200f},
-        {0x2028, 0x202e},   {0x2060, 0x206f},   {0x3164, 0x3164},   {0xfe00, 0xfe0f},
-        {0xfeff, 0xfeff},   {0xffa0, 0xffa0},   {0xfff0, 0xfff8},   {0x1bca0, 0x1bca3},
-        {0x1d173, 0x1d17a}, {0xe0000, 0xe0fff},
+        /* C1; Default_Ignorable_Code_Point; the other format characters
+         * (Cf: U+0600-0605, U+06DD, U+FFF9-FFFB...); the blank U+2800 */
+        {0x80, 0x9f},       {0xad, 0xad},       {0x34f, 0x34f},     {0x600, 0x605},
+        {0x61c, 0x61c},     {0x6dd, 0x6dd},     {0x70f, 0x70f},     {0x890, 0x891},
+        {0x8e2, 0x8e2},     {0x115f, 0x1160},   {0x17b4, 0x17b5},   {0x180b, 0x180f},
+        {0x200b, 0x200f},   {0x2028, 0x202e},   {0x2060, 0x206f},   {0x2800, 0x2800},
+        {0x3164, 0x3164},   {0xfe00, 0xfe0f},   {0xfeff, 0xfeff},   {0xffa0, 0xffa0},
+        {0xfff0, 0xfffb},   {0x110bd, 0x110bd}, {0x110cd, 0x110cd}, {0x13430, 0x1343f},
+        {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a}, {0xe0000, 0xe0fff},
     };
     if (len < 2)
         return false;
-    unsigned cp = s[0] & (0x7f >> len);
-    for (size_t i = 1; i < len; i++)
-        cp = cp << 6 | (s[i] & 0x3f);
+    unsigned cp = code_point(s, len);
     for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
         if (cp >= hidden[i].first && cp <= hidden[i].last)
             return true;
@@ -2815,7 +2901,7 @@ static size_t find_head_end(const char *buf, size_t len)
 /* The request line as the log shows it (log_escape keeps it on its line).
  * An invitation code in it (part 2's /enroll?code=...) is a secret until
  * used, and a log is read by more people than the operator.  So wherever a
- * field KEY=VALUE begins (after a '?' or an '&'), if KEY decodes to "code"
+ * field KEY=VALUE begins (after a '?', '&' or ';'), if KEY decodes to "code"
  * in any case or spelling ("%63ode"), or does not decode at all, VALUE is
  * written as "...". */
 static void remember_request_line(struct connection *conn, const char *buf, size_t len)
@@ -2826,8 +2912,8 @@ static void remember_request_line(struct connection *conn, const char *buf, size
         n++;
     for (size_t i = 0; i < n && o < sizeof line;) {
         size_t eq = i, end = i;
-        if (i > 0 && (buf[i - 1] == '?' || buf[i - 1] == '&')) {
-            while (end < n && buf[end] != '&' && buf[end] != ' ')
+        if (i > 0 && (buf[i - 1] == '?' || buf[i - 1] == '&' || buf[i - 1] == ';')) {
+            while (end < n && buf[end] != '&' && buf[end] != ';' && buf[end] != ' ')
                 end++;
             while (eq < end && buf[eq] != '=')
                 eq++;

@@ -46,10 +46,18 @@ refuses "--invite: bytes that are not UTF-8"  2 "--invite: a name is UTF-8 text"
     "$SERVER" --certs "$p2" --invite $'Eve\xff'
 refuses "--invite: an RTL override"           2 "$NO_HIDING" "$SERVER" --certs "$p2" --invite $'Eve\u202e'
 # invisible characters: "\uFEFFAlice" would be greeted as "Hello Alice"
-for cp in 00AD 034F 115F 180E 200B 2060 2064 3164 FE0F FEFF FFA0 E0041; do
-    refuses "--invite: U+$cp before Alice (drawn as nothing)" 2 "$NO_HIDING" \
-        "$SERVER" --certs "$p2" --invite "$(printf '%b' "$(printf '\\U%08X' "$((16#$cp))")")Alice"
+# uchar HEX: the character U+HEX
+uchar() { printf '%b' "$(printf '\\U%08X' "$((16#$1))")"; }
+for cp in 00AD 034F 0600 115F 180E 200B 2060 2064 2800 3164 FE0F FEFF FFA0 FFF9 110BD E0041; do
+    refuses "--invite: U+$cp before Alice (drawn as nothing, or blank)" 2 "$NO_HIDING" \
+        "$SERVER" --certs "$p2" --invite "$(uchar "$cp")Alice"
 done
+for cp in 00A0 2003 3000; do
+    refuses "--invite: Alice and U+$cp (a space of another kind) at the end" 2 \
+        "--invite: a name does not begin or end with a space" "$SERVER" --certs "$p2" --invite "Alice$(uchar "$cp")"
+done
+refuses "--invite: a combining mark (U+0301) first" 2 "--invite: a name does not begin with a combining mark" \
+    "$SERVER" --certs "$p2" --invite "$(uchar 0301)Alice"
 if [ ! -e "$p2/accounts" ]; then
     ok "  ... and none of those made an account"
 else
@@ -92,10 +100,11 @@ log_has "the log never shows an invitation code (code=...)" \
     "\"GET /enroll\\?code=\\.\\.\\. HTTP/1\\.1\" 200 enroll form for account $account1 \"Carol\"\$"
 fetch "$(url "/enroll?%63ode=$icode")"
 fetch "$(url "/enroll?x=1&CODE=$icode")"
+fetch "$(url "/enroll?x=1;code=$icode")"
 if grep -qF "$icode" "$log"; then
     fail "the code is hidden however its name is spelled" "$(grep -F "$icode" "$log")"
 else
-    log_has "the code is hidden however its name is spelled: %63ode, CODE" \
+    log_has "the code is hidden however its name is spelled or set off: %63ode, CODE, ;code" \
         '"GET /enroll\?%63ode=\.\.\. HTTP/1\.1" 200 .*'
 fi
 ORIGIN=(-H "Origin: https://localhost:$port")
@@ -305,12 +314,27 @@ else
 fi
 
 echo "# Part 2: revocation from the web"
+# the laptop asks for links before it is lost: each device holds one open
+# link at most, and a link dies with the device that asked for it
+expect "the laptop asks for a device link" 200 "A link for your other device" \
+    "${CAROL1[@]}" "${ORIGIN[@]}" --data "" "$(url /add-device)"
+link2=$(grep -o 'enroll?code=[0-9A-F]\{32\}' <<<"$body" | head -n 1 | cut -d= -f2)
+expect "  ... and another one" 200 "A link for your other device" \
+    "${CAROL1[@]}" "${ORIGIN[@]}" --data "" "$(url /add-device)"
+link3=$(grep -o 'enroll?code=[0-9A-F]\{32\}' <<<"$body" | head -n 1 | cut -d= -f2)
+expect "  ... which withdraws the first: 404" 404 "not a valid invitation code" "$(url "/enroll?code=$link2")"
+expect "  ... the second still opens, for now" 200 "Welcome, Carol" "$(url "/enroll?code=$link3")"
 expect "Carol revokes her lost laptop's certificate from her other device" 200 "Certificate $carol1 is revoked" \
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=${carol1,,}" "$(url /revoke)"
 log_has "log: revoked, with the account and both serials" "\"POST /revoke HTTP/1\\.1\" 200 admitted \"CN=Carol\"; account $account1, serial $carol2; revoked $carol1\$"
 expect "the next connection with the laptop's: 403, revoked" 403 "it was revoked by its issuer" \
     "${CAROL1[@]}" "$(url /authenticate)"
 expect "  ... her other device: still welcome" 200 "Hello Carol" "${CAROL2[@]}" "$(url /authenticate)"
+expect "  ... the link the laptop asked for no longer works: 410" 410 "made by a device whose certificate has since been revoked" \
+    "$(url "/enroll?code=$link3")"
+expect "  ... nor can it be posted: 410" 410 "has since been revoked" "${ORIGIN[@]}" \
+    --data "code=$link3&passphrase=" "$(url /enroll)"
+log_has "  ... the log says why" '"POST /enroll HTTP/1\.1" 410 enroll: the device that asked for the link is revoked or expired$'
 expect "  ... and the list says so" 200 "<td>$carol1</td><td>" "${CAROL2[@]}" "$(url /certificates)"
 [[ $body == *"<td>$carol1</td><td>"*"</td><td>revoked</td>"* ]] || fail "the list shows $carol1 revoked" "${body:0:500}"
 crl_before=$(sha256sum <"$p2/crl.pem")
@@ -391,6 +415,23 @@ fi
 "$SERVER" --certs "$p2" --revoke ff01 >"$work/revoke.out" 2>&1 || fail "./server --revoke ff01" "$(cat "$work/revoke.out")"
 expect "./server --revoke ff01: the FF01 certificate is refused" 403 "it was revoked by its issuer" \
     --cert "$work/sFF01_cert.pem" --key "$work/sFF01_key.pem" "$(url /authenticate)"
+
+# a negative serial (openssl -set_serial -0x80): no serial RFC 5280 allows,
+# so the page must not name one that would revoke another certificate
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/neg_key.pem" \
+    -subj "/CN=Negative" -out "$work/neg.csr" 2>/dev/null
+openssl x509 -req -in "$work/neg.csr" -CA "$p2/server_cert.pem" -CAkey "$p2/server_key.pem" \
+    -set_serial -0x80 -days 1 -out "$work/neg_cert.pem" 2>/dev/null
+expect "a negative serial (-80): /certificates names no serial for it" 403 "./server --revoke SERIAL" \
+    --cert "$work/neg_cert.pem" --key "$work/neg_key.pem" "$(url /certificates)"
+log_has "  ... nor does the log" '"GET /certificates HTTP/1\.1" 403 admitted "CN=Negative"; serial \? belongs to no account$'
+chmod 644 "$p2/crl.pem.lock"
+( umask 377; "$SERVER" --certs "$p2" --revoke 7E57 >"$work/revoke.out" 2>&1 )
+if [ "$(mode "$p2/crl.pem.lock")" = 600 ] && grep -q '7E57 is now revoked' "$work/revoke.out"; then
+    ok "--revoke under umask 377 with crl.pem.lock at 0644: revoked, and the lock file is 0600"
+else
+    fail "--revoke: the lock file gets 0600" "mode $(mode "$p2/crl.pem.lock")" "$(cat "$work/revoke.out")"
+fi
 
 echo "# Part 2: revocation fails closed when crl.pem is moved, broken or locked"
 entries() { openssl crl -in "$1" -noout -text | grep -c 'Serial Number:'; }
