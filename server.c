@@ -1026,6 +1026,16 @@ static int read_small_file(const char *path, char *buf, size_t cap);
 static int take_lock(int fd, const struct connection *conn);
 static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
 static bool same_file_state(const struct stat *a, const struct stat *b);
+struct crl_mark {               /* a CRL's issuer and number (section 10) */
+    unsigned char issuer[32];
+    unsigned char number[32];   /* big-endian, no leading zeros; none: 0 */
+    size_t number_len;
+    char name[80];              /* the issuer's name, for messages */
+};
+static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark);
+static bool older(const struct crl_mark *a, const struct crl_mark *b);
+static bool recorded_mark(const char *crl_file, struct crl_mark *mark);
+static void record_mark(int lock, const struct crl_mark *mark);
 struct text {                   /* a page built piece by piece (section 11) */
     char *s;
     size_t len, cap;
@@ -1296,8 +1306,11 @@ fail:
  * Failing closed: a crl.pem that is missing or unreadable, or that holds
  * no CRL of our CA (or two), is not replaced by a new list, which would
  * forget every revocation before it: the revocation is refused, and the
- * message says why.  An entry already listed is not added twice, and the
- * file is then left alone.
+ * message says why.  Nor does it go back: an older crl.pem (a backup put
+ * back), or one that lacks a CRL in force, is neither signed anew nor
+ * loaded (section 10 keeps the marks, issuer and number, of what was
+ * signed here last and of what is in force).  An entry already listed is
+ * not added twice, and the file is then left alone.
  *
  * Freshness: GnuTLS refuses a CRL whose nextUpdate has passed, and so does
  * this server at start.  ./server --renew-crl signs the same list again,
@@ -1477,86 +1490,6 @@ fail:
         gnutls_x509_crl_deinit(*ours);
     *ours = NULL;
     return -1;
-}
-
-/*
- * What a CRL is, for the rules that keep revocations from going back: whose
- * (a SHA-256 of its issuer's name) and how new (its CRL number).  A CRL
- * never gives way to an older one of the same issuer, nor disappears:
- *   - crl.pem.lock keeps the mark of the last CRL signed here, so that an
- *     older crl.pem (a backup put back) is not signed anew as if it were
- *     the newest, and a server does not start with it;
- *   - a running server keeps the marks of the CRLs in force, and loads no
- *     crl.pem that lacks one of them or holds an older one (section 10).
- */
-struct crl_mark {
-    unsigned char issuer[32];
-    unsigned char number[32];   /* big-endian, no leading zeros; none: 0 */
-    size_t number_len;
-    char name[80];              /* the issuer's name, for messages */
-};
-
-static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark)
-{
-    gnutls_datum_t dn = {NULL, 0};
-    size_t n = sizeof mark->number;
-    memset(mark, 0, sizeof *mark);
-    int ret = gnutls_x509_crl_get_raw_issuer_dn(crl, &dn);
-    if (ret == 0)
-        ret = gnutls_hash_fast(GNUTLS_DIG_SHA256, dn.data, dn.size, mark->issuer);
-    gnutls_free(dn.data);
-    dn.data = NULL;
-    if (ret == 0 && gnutls_x509_crl_get_issuer_dn3(crl, &dn, 0) == 0)
-        log_escape(mark->name, sizeof mark->name, (const char *)dn.data, dn.size);
-    gnutls_free(dn.data);
-    if (ret == 0 && gnutls_x509_crl_get_number(crl, mark->number, &n, NULL) == 0) {
-        size_t skip = 0;
-        while (skip < n && mark->number[skip] == 0)
-            skip++;
-        memmove(mark->number, mark->number + skip, n - skip);
-        mark->number_len = n - skip;
-    }
-    return ret;
-}
-
-/* Whether a is older than b (the same issuer assumed). */
-static bool older(const struct crl_mark *a, const struct crl_mark *b)
-{
-    return a->number_len != b->number_len ? a->number_len < b->number_len
-                                          : memcmp(a->number, b->number, a->number_len) < 0;
-}
-
-/* The mark crl.pem.lock keeps: "NUMBER ISSUER NAME", the first two in hex.
- * False if none. */
-static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
-{
-    char path[PATH_MAX + 8], text[2 * (32 + 32) + 4 + sizeof mark->name], number[65], issuer[65];
-    snprintf(path, sizeof path, "%s.lock", crl_file);
-    memset(mark, 0, sizeof *mark);
-    if (read_small_file(path, text, sizeof text) < 0 ||
-        sscanf(text, "%64[0-9A-F] %64[0-9A-F] %79[^\n]", number, issuer, mark->name) < 2 ||
-        strlen(issuer) != 64 || strlen(number) % 2 != 0)
-        return false;
-    for (size_t i = 0; i < 32; i++)
-        mark->issuer[i] = (unsigned char)(hex_value((unsigned char)issuer[2 * i]) * 16 +
-                                          hex_value((unsigned char)issuer[2 * i + 1]));
-    mark->number_len = strlen(number) / 2;
-    for (size_t i = 0; i < mark->number_len; i++)
-        mark->number[i] = (unsigned char)(hex_value((unsigned char)number[2 * i]) * 16 +
-                                          hex_value((unsigned char)number[2 * i + 1]));
-    return true;
-}
-
-static void record_mark(int lock, const struct crl_mark *mark)
-{
-    char text[2 * (32 + 32) + 4 + sizeof mark->name], number[65] = "00", issuer[65];
-    if (mark->number_len > 0)
-        to_hex(mark->number, mark->number_len, number);
-    to_hex(mark->issuer, sizeof mark->issuer, issuer);
-    int n = snprintf(text, sizeof text, "%s %s %s\n", number, issuer, mark->name);
-    if (ftruncate(lock, 0) < 0 || pwrite(lock, text, (size_t)n, 0) != n || fsync(lock) < 0) {
-        /* the CRL itself is written: a mark left behind only checks less */
-    }
 }
 
 /* One try at update_crl: everything is read and signed without the lock;
@@ -3381,7 +3314,80 @@ static struct {
     int mark_count;
 } clients = {.lock = PTHREAD_MUTEX_INITIALIZER, .reload_lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* The marks of the CRLs in file (section C): how many, or -1 with why. */
+/*
+ * Revocations never go back.  What a CRL is, for that rule: whose
+ * (a SHA-256 of its issuer's name) and how new (its CRL number).  A CRL
+ * never gives way to an older one of the same issuer, nor disappears:
+ *   - crl.pem.lock keeps the mark of the last CRL signed here, so that an
+ *     older crl.pem (a backup put back) is not signed anew as if it were
+ *     the newest, and a server does not start with it;
+ *   - a running server keeps the marks of the CRLs in force, and loads no
+ *     crl.pem that lacks one of them or holds an older one.
+ */
+static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark)
+{
+    gnutls_datum_t dn = {NULL, 0};
+    size_t n = sizeof mark->number;
+    memset(mark, 0, sizeof *mark);
+    int ret = gnutls_x509_crl_get_raw_issuer_dn(crl, &dn);
+    if (ret == 0)
+        ret = gnutls_hash_fast(GNUTLS_DIG_SHA256, dn.data, dn.size, mark->issuer);
+    gnutls_free(dn.data);
+    dn.data = NULL;
+    if (ret == 0 && gnutls_x509_crl_get_issuer_dn3(crl, &dn, 0) == 0)
+        log_escape(mark->name, sizeof mark->name, (const char *)dn.data, dn.size);
+    gnutls_free(dn.data);
+    if (ret == 0 && gnutls_x509_crl_get_number(crl, mark->number, &n, NULL) == 0) {
+        size_t skip = 0;
+        while (skip < n && mark->number[skip] == 0)
+            skip++;
+        memmove(mark->number, mark->number + skip, n - skip);
+        mark->number_len = n - skip;
+    }
+    return ret;
+}
+
+/* Whether a is older than b (the same issuer assumed). */
+static bool older(const struct crl_mark *a, const struct crl_mark *b)
+{
+    return a->number_len != b->number_len ? a->number_len < b->number_len
+                                          : memcmp(a->number, b->number, a->number_len) < 0;
+}
+
+/* The mark crl.pem.lock keeps: "NUMBER ISSUER NAME", the first two in hex.
+ * False if none. */
+static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
+{
+    char path[PATH_MAX + 8], text[2 * (32 + 32) + 4 + sizeof mark->name], number[65], issuer[65];
+    snprintf(path, sizeof path, "%s.lock", crl_file);
+    memset(mark, 0, sizeof *mark);
+    if (read_small_file(path, text, sizeof text) < 0 ||
+        sscanf(text, "%64[0-9A-F] %64[0-9A-F] %79[^\n]", number, issuer, mark->name) < 2 ||
+        strlen(issuer) != 64 || strlen(number) % 2 != 0)
+        return false;
+    for (size_t i = 0; i < 32; i++)
+        mark->issuer[i] = (unsigned char)(hex_value((unsigned char)issuer[2 * i]) * 16 +
+                                          hex_value((unsigned char)issuer[2 * i + 1]));
+    mark->number_len = strlen(number) / 2;
+    for (size_t i = 0; i < mark->number_len; i++)
+        mark->number[i] = (unsigned char)(hex_value((unsigned char)number[2 * i]) * 16 +
+                                          hex_value((unsigned char)number[2 * i + 1]));
+    return true;
+}
+
+static void record_mark(int lock, const struct crl_mark *mark)
+{
+    char text[2 * (32 + 32) + 4 + sizeof mark->name], number[65] = "00", issuer[65];
+    if (mark->number_len > 0)
+        to_hex(mark->number, mark->number_len, number);
+    to_hex(mark->issuer, sizeof mark->issuer, issuer);
+    int n = snprintf(text, sizeof text, "%s %s %s\n", number, issuer, mark->name);
+    if (ftruncate(lock, 0) < 0 || pwrite(lock, text, (size_t)n, 0) != n || fsync(lock) < 0) {
+        /* the CRL itself is written: a mark left behind only checks less */
+    }
+}
+
+/* The marks of the CRLs in file: how many, or -1 with why. */
 static int marks_of_file(const char *file, struct crl_mark marks[MAX_CRLS], char *why)
 {
     gnutls_datum_t data = {NULL, 0};
