@@ -143,12 +143,16 @@ struct server {
 /* GnuTLS's "Error while reading file" does not say which one; we do. */
 static int check_readable(const char *path, const char *what, char *why)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(why, WHY_SIZE, "cannot read the %s %.150s: %s", what, path, strerror(errno));
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);   /* a FIFO must not hang us */
+    int err = fd < 0 ? errno : fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    if (fd >= 0)
+        close(fd);
+    if (err) {
+        snprintf(why, WHY_SIZE, "cannot read the %s %.150s: %s", what, path,
+                 err == EINVAL ? "not a file" : strerror(err));
         return -1;
     }
-    fclose(f);
     return 0;
 }
 
@@ -1026,16 +1030,19 @@ static int read_small_file(const char *path, char *buf, size_t cap);
 static int take_lock(int fd, const struct connection *conn);
 static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
 static bool same_file_state(const struct stat *a, const struct stat *b);
-struct crl_mark {               /* a CRL's issuer and number (section 10) */
+struct crl_mark {               /* a CRL's issuer, number and entries (section 10) */
     unsigned char issuer[32];
     unsigned char number[32];   /* big-endian, no leading zeros; none: 0 */
     size_t number_len;
     char name[80];              /* the issuer's name, for messages */
+    unsigned char (*serials)[33];   /* its entries, sorted: a length, then the bytes */
+    size_t serial_count;
 };
-static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark);
+static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark, bool with_entries);
 static bool older(const struct crl_mark *a, const struct crl_mark *b);
 static bool recorded_mark(const char *crl_file, struct crl_mark *mark);
 static void record_mark(int lock, const struct crl_mark *mark);
+static bool behind_the_crl_in_force(gnutls_x509_crl_t crl, const char *file, char *why);
 struct text {                   /* a page built piece by piece (section 11) */
     char *s;
     size_t len, cap;
@@ -1518,10 +1525,12 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
         result = 0;
         goto out;
     }
-    if ((ret = mark_of(crl, &was)) < 0) {
+    if ((ret = mark_of(crl, &was, false)) < 0) {
         failed(why, o->crl_file, ret);
         goto out;
     }
+    if (conn && behind_the_crl_in_force(crl, o->crl_file, why))
+        goto out;
     /* -revoke and -gencrl: the entry, the dates, the number, the signature */
     next_crl_number(crl, num, &num_len);
     if ((serial && (ret = gnutls_x509_crl_set_crt_serial(crl, serial, serial_len, now)) < 0) ||
@@ -1533,7 +1542,7 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
         (ret = gnutls_x509_crl_set_authority_key_id(crl, id, id_size)) < 0 ||
         (ret = gnutls_x509_crl_privkey_sign(crl, ca->crt, ca->key, GNUTLS_DIG_SHA256, 0)) < 0 ||
         (ret = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_PEM, &pem)) < 0 ||
-        (ret = mark_of(crl, &signed_mark)) < 0) {
+        (ret = mark_of(crl, &signed_mark, false)) < 0) {
         failed(why, "signing the CRL", ret);
         goto out;
     }
@@ -1598,10 +1607,11 @@ static int update_crl(const struct options *o, const struct issuer *ca,
             close(lock);
         return -1;
     }
-    for (int tries = 0; result == -2 && tries < 3; tries++)
+    /* a page tries until its deadline, the command line 100 times */
+    for (int tries = 0; result == -2 && (conn ? ms_left(conn) > 0 : tries < 100); tries++)
         result = sign_crl_once(o, ca, serial, serial_len, conn, lock, why);
     if (result == -2) {
-        snprintf(why, WHY_SIZE, "%.150s changed while the new list was made, three times",
+        snprintf(why, WHY_SIZE, "%.150s kept changing while the new list was made",
                  o->crl_file);
         result = -1;
     }
@@ -1643,19 +1653,13 @@ struct account {
  * rearranges what is shown (section 8's deceptive(): controls, direction
  * marks, and invisible characters such as U+200B and U+FEFF, with which
  * "\uFEFFAlice" would read as "Alice"), and no space of any kind at either
- * end, nor a combining mark first ("Alice\u00A0" is not "Alice").  Returns
- * NULL or what is wrong. */
+ * end ("Alice\u00A0" is not "Alice").  A name may still look like another
+ * (a Cyrillic A, U+0410; a combining mark): it is a claim, and it decides
+ * nothing here (section D).  Returns NULL or what is wrong. */
 static bool is_space(unsigned cp)
 {
     return cp == ' ' || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) ||
            cp == 0x202f || cp == 0x205f || cp == 0x3000;
-}
-
-static bool is_combining(unsigned cp)
-{
-    return (cp >= 0x300 && cp <= 0x36f) || (cp >= 0x1ab0 && cp <= 0x1aff) ||
-           (cp >= 0x1dc0 && cp <= 0x1dff) || (cp >= 0x20d0 && cp <= 0x20ff) ||
-           (cp >= 0xfe20 && cp <= 0xfe2f);
 }
 
 static const char *bad_name(const char *name)
@@ -1677,8 +1681,6 @@ static const char *bad_name(const char *name)
     }
     if (is_space(first) || is_space(last))
         return "a name does not begin or end with a space";
-    if (is_combining(first))
-        return "a name does not begin with a combining mark";
     return NULL;
 }
 
@@ -1993,22 +1995,25 @@ static int code_hash(const char *code, char hex[65])
     return ret;
 }
 
-/* A new invitation to acct, good for hours, asked for by the device with
- * serial by ("" from the command line); its code into code, the code's
- * hash into hash.  0, or -1 with why. */
-static int write_invitation(const struct options *o, const struct account *acct, int hours,
-                            const char *by, char code[2 * CODE_BYTES + 1], char hash[65],
-                            char *why)
+/* A new code, and its hash (the invitation's file name).  0, or -1 with why. */
+static int new_code(char code[2 * CODE_BYTES + 1], char hash[65], char *why)
 {
     unsigned char raw[CODE_BYTES];
-    char dir[PATH_MAX], file[PATH_MAX], text[128];
     int ret = gnutls_rnd(GNUTLS_RND_KEY, raw, sizeof raw);
     if (ret == 0) {
         to_hex(raw, sizeof raw, code);
         ret = code_hash(code, hash);
     }
-    if (ret < 0)
-        return failed(why, "a new code", ret);
+    return ret < 0 ? failed(why, "a new code", ret) : 0;
+}
+
+/* The invitation whose code hashes to hash: to acct, good for hours, asked
+ * for by the device with serial by ("" from the command line).  0, or -1
+ * with why. */
+static int write_invitation(const struct options *o, const struct account *acct, int hours,
+                            const char *by, const char *hash, char *why)
+{
+    char dir[PATH_MAX], file[PATH_MAX], text[128];
     if (join_path(dir, o->certs_dir, "invites") < 0 || join_path(file, dir, hash) < 0) {
         snprintf(why, WHY_SIZE, "a path is too long");
         return -1;
@@ -2030,8 +2035,8 @@ static int invite(const struct options *o)
         return 2;
     }
     int same = accounts_named(o, o->invite_name);
-    if (new_account(o, o->invite_name, &acct, why) < 0 ||
-        write_invitation(o, &acct, o->invite_hours, "", code, hash, why) < 0) {
+    if (new_account(o, o->invite_name, &acct, why) < 0 || new_code(code, hash, why) < 0 ||
+        write_invitation(o, &acct, o->invite_hours, "", hash, why) < 0) {
         fprintf(stderr, "server: --invite: %s\n", why);
         return 1;
     }
@@ -2476,21 +2481,43 @@ static void revoke_certificate(gnutls_session_t s, const struct server *srv,
 }
 
 /* Each device holds at most one open link: accounts/ID/link-SERIAL names
- * the hash of the last one it asked for, and a new one withdraws it.  So
- * an account can't fill the disk with links, however often it asks. */
-static void withdraw_last_link(const struct server *srv, const struct account *acct,
-                               const char *own, char *link_file)
+ * the hash of the last one it asked for, and a new one withdraws it, under
+ * a lock on that file, so that requests at once from one device can't each
+ * keep one.  The new hash is recorded before the invitation is written:
+ * should the disk be full, no link is left that nothing names.  0, or -1
+ * with why. */
+static int new_device_link(const struct server *srv, struct connection *conn,
+                           const struct account *acct, const char *own,
+                           char code[2 * CODE_BYTES + 1], char *why)
 {
-    char file[2 * MAX_SERIAL + 8], hash[66], dir[PATH_MAX], old[PATH_MAX];  /* the hash alone */
+    char file[2 * MAX_SERIAL + 8], path[PATH_MAX], hash[65], old[65], dir[PATH_MAX];
+    char old_path[PATH_MAX];
     snprintf(file, sizeof file, "link-%s", own);
-    if (account_path(link_file, srv->opts, acct->id, file) < 0) {
-        link_file[0] = '\0';
-        return;
+    if (account_path(path, srv->opts, acct->id, file) < 0 ||
+        join_path(dir, srv->opts->certs_dir, "invites") < 0) {
+        snprintf(why, WHY_SIZE, "a path is too long");
+        return -1;
     }
-    if (read_small_file(link_file, hash, sizeof hash) == 0 && strlen(hash) == 64 &&
-        strspn(hash, "0123456789ABCDEF") == 64 &&
-        join_path(dir, srv->opts->certs_dir, "invites") == 0 && join_path(old, dir, hash) == 0)
-        unlink(old);                /* gone already if it was used (HASH.used) */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || fchmod(fd, 0600) < 0 || take_lock(fd, conn) < 0) {
+        snprintf(why, WHY_SIZE, "%.150s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    ssize_t n = pread(fd, old, 64, 0);
+    old[n == 64 ? 64 : 0] = '\0';
+    if (n == 64 && strspn(old, "0123456789ABCDEF") == 64 && join_path(old_path, dir, old) == 0)
+        unlink(old_path);           /* gone already if it was used (HASH.used) */
+    int ret = new_code(code, hash, why);
+    if (ret == 0 && (ftruncate(fd, 0) < 0 || pwrite(fd, hash, 64, 0) != 64 || fsync(fd) < 0)) {
+        snprintf(why, WHY_SIZE, "cannot write %.150s: %s", path, strerror(errno));
+        ret = -1;
+    }
+    if (ret == 0)
+        ret = write_invitation(srv->opts, acct, srv->opts->invite_hours, own, hash, why);
+    close(fd);                      /* and with it the lock */
+    return ret;
 }
 
 /* POST /add-device: an invitation to the visitor's own account, for their
@@ -2499,13 +2526,10 @@ static void add_device(gnutls_session_t s, const struct server *srv, struct conn
                        const struct request *req, struct answer *ans)
 {
     struct account acct;
-    char own[2 * MAX_SERIAL + 1], code[2 * CODE_BYTES + 1], hash[65], why[WHY_SIZE];
-    char link_file[PATH_MAX];
+    char own[2 * MAX_SERIAL + 1], code[2 * CODE_BYTES + 1], why[WHY_SIZE];
     if (!account_holder(s, srv, conn, &acct, own, ans))
         return;
-    withdraw_last_link(srv, &acct, own, link_file);
-    if (write_invitation(srv->opts, &acct, srv->opts->invite_hours, own, code, hash, why) < 0 ||
-        (link_file[0] && write_file(link_file, hash, strlen(hash), 0600, why) < 0)) {
+    if (new_device_link(srv, conn, &acct, own, code, why) < 0) {
         note(conn, "a device invitation failed: %s", why);
         page(ans, 503, strdup("503 Service Unavailable: the server cannot write its files just "
                               "now; try again later."));
@@ -3321,10 +3345,58 @@ static struct {
  *   - crl.pem.lock keeps the mark of the last CRL signed here, so that an
  *     older crl.pem (a backup put back) is not signed anew as if it were
  *     the newest, and a server does not start with it;
- *   - a running server keeps the marks of the CRLs in force, and loads no
- *     crl.pem that lacks one of them or holds an older one.
+ *   - a running server keeps the marks of the CRLs in force, with their
+ *     entries, and loads no crl.pem that lacks one of them, holds an older
+ *     one, or holds one that drops an entry in force (openssl ca -gencrl
+ *     knows nothing of the revocations signed here, and numbers its next
+ *     CRL as it likes); nor does it sign anew such a crl.pem.
  */
-static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark)
+static int by_bytes(const void *a, const void *b)
+{
+    return memcmp(a, b, 33);
+}
+
+static int entries_of(gnutls_x509_crl_t crl, struct crl_mark *mark)
+{
+    gnutls_x509_crl_iter_t iter = NULL;
+    unsigned char raw[64];
+    size_t n = sizeof raw, cap = 0;
+    time_t when;
+    int ret;
+    while ((ret = gnutls_x509_crl_iter_crt_serial(crl, &iter, raw, &n, &when)) == 0) {
+        if (mark->serial_count == cap) {
+            unsigned char(*more)[33] = reallocarray(mark->serials, cap ? 2 * cap : 64, 33);
+            if (more == NULL) {
+                ret = GNUTLS_E_MEMORY_ERROR;
+                break;
+            }
+            mark->serials = more;
+            cap = cap ? 2 * cap : 64;
+        }
+        unsigned char *key = mark->serials[mark->serial_count++];
+        memset(key, 0, 33);
+        key[0] = (unsigned char)n;
+        memcpy(key + 1, raw, n < 32 ? n : 32);
+        n = sizeof raw;
+    }
+    gnutls_x509_crl_iter_deinit(iter);
+    if (ret != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+        return ret < 0 ? ret : GNUTLS_E_INTERNAL_ERROR;
+    if (mark->serial_count > 1)
+        qsort(mark->serials, mark->serial_count, 33, by_bytes);
+    return 0;
+}
+
+static void free_marks(struct crl_mark *marks, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(marks[i].serials);
+        marks[i].serials = NULL;
+        marks[i].serial_count = 0;
+    }
+}
+
+static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark, bool with_entries)
 {
     gnutls_datum_t dn = {NULL, 0};
     size_t n = sizeof mark->number;
@@ -3344,6 +3416,8 @@ static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark)
         memmove(mark->number, mark->number + skip, n - skip);
         mark->number_len = n - skip;
     }
+    if (ret == 0 && with_entries && (ret = entries_of(crl, mark)) < 0)
+        free_marks(mark, 1);
     return ret;
 }
 
@@ -3402,33 +3476,49 @@ static int marks_of_file(const char *file, struct crl_mark marks[MAX_CRLS], char
     free(data.data);
     if (ret < 0)
         return failed(why, file, ret);
+    unsigned int made = 0;
     for (unsigned int i = 0; i < n; i++) {
-        if (ret == 0 && i < MAX_CRLS)
-            ret = mark_of(list[i], &marks[i]);
+        if (ret == 0 && i < MAX_CRLS && (ret = mark_of(list[i], &marks[i], true)) == 0)
+            made++;
         gnutls_x509_crl_deinit(list[i]);
     }
     gnutls_free(list);
-    if (ret < 0)
-        return failed(why, file, ret);
-    if (n > MAX_CRLS) {
+    if (ret < 0 || n > MAX_CRLS) {
+        free_marks(marks, (int)made);
+        if (ret < 0)
+            return failed(why, file, ret);
         snprintf(why, WHY_SIZE, "%.150s holds more than %d CRLs", file, MAX_CRLS);
         return -1;
     }
     return (int)n;
 }
 
+/* Whether a new CRL drops an entry of the one in force. */
+static bool drops_an_entry(const struct crl_mark *kept, const struct crl_mark *new)
+{
+    for (size_t i = 0; i < kept->serial_count; i++)
+        if (new->serial_count == 0 ||
+            bsearch(kept->serials[i], new->serials, new->serial_count, 33, by_bytes) == NULL)
+            return true;
+    return false;
+}
+
 /* Whether the CRLs of a new crl.pem (marks, n) go back on one that must
- * stay (kept): it is missing, or older.  Says which in why. */
+ * stay (kept): it is missing, older, or drops one of its entries.  Says
+ * which in why. */
 static bool goes_back(const char *file, const struct crl_mark *kept, const struct crl_mark *marks,
                       int n, char *why)
 {
     for (int i = 0; i < n; i++)
         if (memcmp(marks[i].issuer, kept->issuer, sizeof kept->issuer) == 0) {
-            if (!older(&marks[i], kept))
+            const char *how = older(&marks[i], kept)         ? "is older than"
+                            : drops_an_entry(kept, &marks[i]) ? "drops an entry of"
+                                                              : NULL;
+            if (how == NULL)
                 return false;
-            snprintf(why, WHY_SIZE, "%.100s goes back: its CRL of \"%.60s\" is older than one "
-                                    "in force or signed here; put the newest back", file,
-                     kept->name[0] ? kept->name : "?");
+            snprintf(why, WHY_SIZE, "%.100s goes back: its CRL of \"%.60s\" %s one in force or "
+                                    "signed here; put the newest back", file,
+                     kept->name[0] ? kept->name : "?", how);
             return true;
         }
     snprintf(why, WHY_SIZE, "%.100s goes back: it holds no CRL of \"%.60s\", which was in "
@@ -3445,12 +3535,36 @@ static int check_marks(const struct options *o, struct crl_mark marks[MAX_CRLS],
     int n = marks_of_file(o->crl_file, marks, why);
     if (n < 0)
         return -1;
-    for (int i = 0; i < clients.mark_count; i++)
-        if (goes_back(o->crl_file, &clients.marks[i], marks, n, why))
-            return -1;
-    if (recorded_mark(o->crl_file, &last) && goes_back(o->crl_file, &last, marks, n, why))
+    bool back = false;
+    for (int i = 0; !back && i < clients.mark_count; i++)
+        back = goes_back(o->crl_file, &clients.marks[i], marks, n, why);
+    if (!back && recorded_mark(o->crl_file, &last))
+        back = goes_back(o->crl_file, &last, marks, n, why);
+    if (back) {
+        free_marks(marks, n);
         return -1;
+    }
     return n;
+}
+
+/* For a revocation from the web (section C): whether our CRL, as read from
+ * crl.pem, goes back on the one in force.  Signing it anew would make the
+ * loss permanent. */
+static bool behind_the_crl_in_force(gnutls_x509_crl_t crl, const char *file, char *why)
+{
+    struct crl_mark mark;
+    if (mark_of(crl, &mark, true) < 0) {
+        snprintf(why, WHY_SIZE, "%.150s: its CRL can't be read", file);
+        return true;
+    }
+    bool back = false;
+    pthread_mutex_lock(&clients.reload_lock);
+    for (int i = 0; !back && i < clients.mark_count; i++)
+        if (memcmp(clients.marks[i].issuer, mark.issuer, sizeof mark.issuer) == 0)
+            back = goes_back(file, &clients.marks[i], &mark, 1, why);
+    pthread_mutex_unlock(&clients.reload_lock);
+    free_marks(&mark, 1);
+    return back;
 }
 
 /* Let go of a set of credentials; the last user frees it.  Under the lock. */
@@ -3540,6 +3654,7 @@ static void reload_if_crl_changed(void)
         } else {
             fprintf(stderr, "server: %s changed: loading the credentials anew\n", o->crl_file);
             clients.crl_in_force = with_crl;
+            free_marks(clients.marks, clients.mark_count);
             memcpy(clients.marks, marks, sizeof marks[0] * (size_t)count);
             clients.mark_count = count;
             sc->users = 1;
@@ -3874,6 +3989,8 @@ static void free_creds(void)
     if (clients.creds)
         release_creds(clients.creds);
     clients.creds = NULL;
+    free_marks(clients.marks, clients.mark_count);
+    clients.mark_count = 0;
 }
 
 /* ======================= 11. Files, written whole, and text built whole === */
@@ -3934,16 +4051,17 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
     return 0;
 }
 
-/* Take the lock: wait as long as it takes on the command line (conn NULL),
- * and only until the connection's deadline for a page. */
+/* Take the lock: wait as long as it takes on the command line (conn NULL).
+ * A page waits a second at most, and never past its connection's deadline:
+ * the lock is held only for a rename, so a second means something is wrong. */
 static int take_lock(int fd, const struct connection *conn)
 {
     if (conn == NULL)
         return flock(fd, LOCK_EX);
-    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    for (int waited_ms = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; waited_ms += 10) {
         if (errno != EWOULDBLOCK)
             return -1;
-        if (ms_left(conn) <= 0) {
+        if (ms_left(conn) <= 0 || waited_ms >= 1000) {
             errno = ETIMEDOUT;
             return -1;
         }
@@ -3957,7 +4075,7 @@ static int take_lock(int fd, const struct connection *conn)
 static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st)
 {
     unsigned char *data = NULL;
-    int err = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+    int err = 0, fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -1;
     if (fstat(fd, st) < 0)
@@ -3991,9 +4109,14 @@ static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *s
  * holds cap bytes or more (not one of ours), or holds a NUL. */
 static int read_small_file(const char *path, char *buf, size_t cap)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return -1;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
     ssize_t n = read(fd, buf, cap);
     close(fd);
     if (n < 0 || (size_t)n >= cap || memchr(buf, '\0', (size_t)n) != NULL)

@@ -52,18 +52,26 @@ for i in range(n - 1):
 PY
 }
 
-echo "# GET /certificates, one account among N issued certificates: ms per request"
+# start_beside KEY DIR LOG: one more server --enroll on DIR, side by side
+# with the others; sets ports[KEY] and pids[KEY]
 declare -A ports pids
+start_beside() {
+    ./server --port 0 --certs "$2" --enroll 2>"$3" &
+    pids[$1]=$!
+    for _ in $(seq 100); do
+        ports[$1]=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$3")
+        [ -n "${ports[$1]}" ] && return
+        sleep 0.1
+    done
+    echo "bench: a server on $2 did not start" >&2
+    exit 1
+}
+
+echo "# GET /certificates, one account among N issued certificates: ms per request"
 for n in 10 1000 10000; do
     cp -r "$certs" "$work/n$n"
     fill "$work/n$n" "$n"
-    ./server --port 0 --certs "$work/n$n" --enroll 2>"$work/n$n.log" &
-    pids[$n]=$!
-    for _ in $(seq 100); do
-        ports[$n]=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$work/n$n.log")
-        [ -n "${ports[$n]}" ] && break
-        sleep 0.1
-    done
+    start_beside "$n" "$work/n$n" "$work/n$n.log"
 done
 for _ in $(seq "$SAMPLES"); do
     for n in 10 1000 10000; do
@@ -93,13 +101,7 @@ with open(sys.argv[1], "a") as f:
         f.write("R\t301128000000Z\t261128000000Z\t%06X\tunknown\t/CN=Gone %d\n" % (0x200000 + i, i))
 PY
     (cd "$dir" && openssl ca -config ca/ca.cnf -gencrl -out crl.orig 2>/dev/null && cp crl.orig crl.pem)
-    ./server --port 0 --certs "$dir" --enroll 2>"$dir.log" &
-    pids[$n]=$!
-    for _ in $(seq 100); do
-        ports[$n]=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$dir.log")
-        [ -n "${ports[$n]}" ] && break
-        sleep 0.1
-    done
+    start_beside "$n" "$dir" "$dir.log"
 done
 for i in $(seq "$SAMPLES"); do
     for n in 5000 10000 20000; do

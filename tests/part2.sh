@@ -56,8 +56,6 @@ for cp in 00A0 2003 3000; do
     refuses "--invite: Alice and U+$cp (a space of another kind) at the end" 2 \
         "--invite: a name does not begin or end with a space" "$SERVER" --certs "$p2" --invite "Alice$(uchar "$cp")"
 done
-refuses "--invite: a combining mark (U+0301) first" 2 "--invite: a name does not begin with a combining mark" \
-    "$SERVER" --certs "$p2" --invite "$(uchar 0301)Alice"
 if [ ! -e "$p2/accounts" ]; then
     ok "  ... and none of those made an account"
 else
@@ -319,11 +317,25 @@ echo "# Part 2: revocation from the web"
 expect "the laptop asks for a device link" 200 "A link for your other device" \
     "${CAROL1[@]}" "${ORIGIN[@]}" --data "" "$(url /add-device)"
 link2=$(grep -o 'enroll?code=[0-9A-F]\{32\}' <<<"$body" | head -n 1 | cut -d= -f2)
-expect "  ... and another one" 200 "A link for your other device" \
+# eight at once from the laptop: still one open link
+link_pids=()
+for _ in $(seq 8); do
+    curl -s --max-time "$max_time" --cacert "$p2/server_cert.pem" -o /dev/null "${CAROL1[@]}" "${ORIGIN[@]}" \
+        --data "" "$(url /add-device)" &
+    link_pids+=($!)
+done
+wait "${link_pids[@]}"
+open_links=$(grep -l " $carol1\$" "$p2"/invites/* 2>/dev/null | grep -vc '\.used$')
+if [ "$open_links" = 1 ]; then
+    ok "  ... eight more at once from the laptop: still one open link"
+else
+    fail "  ... eight at once: still one open link" "$open_links open links name the laptop"
+fi
+expect "  ... and one more" 200 "A link for your other device" \
     "${CAROL1[@]}" "${ORIGIN[@]}" --data "" "$(url /add-device)"
 link3=$(grep -o 'enroll?code=[0-9A-F]\{32\}' <<<"$body" | head -n 1 | cut -d= -f2)
-expect "  ... which withdraws the first: 404" 404 "not a valid invitation code" "$(url "/enroll?code=$link2")"
-expect "  ... the second still opens, for now" 200 "Welcome, Carol" "$(url "/enroll?code=$link3")"
+expect "  ... which withdrew the first: 404" 404 "not a valid invitation code" "$(url "/enroll?code=$link2")"
+expect "  ... the last still opens, for now" 200 "Welcome, Carol" "$(url "/enroll?code=$link3")"
 expect "Carol revokes her lost laptop's certificate from her other device" 200 "Certificate $carol1 is revoked" \
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=${carol1,,}" "$(url /revoke)"
 log_has "log: revoked, with the account and both serials" "\"POST /revoke HTTP/1\\.1\" 200 admitted \"CN=Carol\"; account $account1, serial $carol2; revoked $carol1\$"
@@ -490,10 +502,33 @@ else
     fail "  ... and the old list was not signed anew" "$(entries "$p2/crl.pem") entries"
 fi
 cp "$work/crl.newest" "$p2/crl.new" && mv "$p2/crl.new" "$p2/crl.pem"
+# openssl ca -gencrl, as part 1 taught, with a higher number: its index knows
+# nothing of the revocations signed here, so its CRL drops them
+echo 2000 >"$p2/ca/crlnumber"
+(cd "$p2" && openssl ca -config ca/ca.cnf -gencrl -out crl.new 2>/dev/null && mv crl.new crl.pem)
+expect "openssl ca -gencrl over crl.pem (a higher number, fewer entries): the laptop still refused" 403 \
+    "it was revoked by its issuer" "${CAROL1[@]}" "$(url /authenticate)"
+log_has "  ... not loaded: it drops an entry in force" \
+    "^server: $p2/crl.pem changed, but $p2/crl.pem goes back: its CRL of \"O=Client Certificate Demo,CN=localhost\" drops an entry of one in force or signed here; put the newest back: the credentials loaded before stay in force\$"
+expect "  ... and a revocation from the web is not signed on top of it: 503" 503 "nothing was revoked" \
+    "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=$carol2" "$(url /revoke)"
+log_has "  ... the log says why" "revoke $carol2 failed: $p2/crl\\.pem goes back: its CRL of .* drops an entry of one in force or signed here; put the newest back\$"
+cp "$work/crl.newest" "$p2/crl.new" && mv "$p2/crl.new" "$p2/crl.pem"
+# a FIFO where crl.pem was: nothing may hang on it
+mv "$p2/crl.pem" "$work/crl.kept"
+mkfifo "$p2/crl.pem"
+expect "a FIFO at crl.pem: the server still answers, the laptop still refused" 403 "it was revoked by its issuer" \
+    "${CAROL1[@]}" "$(url /authenticate)"
+log_has "  ... the FIFO is no file" "^server: $p2/crl.pem changed, but cannot read the certificate revocation list $p2/crl.pem: not a file: the credentials loaded before stay in force\$"
+rm "$p2/crl.pem"
+mv "$work/crl.kept" "$p2/crl.pem"
 # the lock held by someone else past the connection's deadline: the page
 # gives up within the deadline, and the lock is not left held
-flock "$p2/crl.pem.lock" -c "echo held; sleep $((p2_timeout + 3))" >"$work/hold.out" &
+# flock holds the lock until told to let go, through a fifo: no sleep, no race
+mkfifo "$work/hold.in"
+flock "$p2/crl.pem.lock" -c 'echo held; read -r x' <"$work/hold.in" >"$work/hold.out" &
 hold_pid=$!
+exec 8>"$work/hold.in"
 wait_for_line "$work/hold.out" held
 held=$(cat "$work/hold.out")
 t0=$(date +%s%N)
@@ -501,6 +536,8 @@ expect "crl.pem.lock held past the deadline: 503, nothing revoked" 503 "nothing 
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=$carol2" "$(url /revoke)"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 log_has "  ... the log says the lock could not be had" "revoke $carol2 failed: cannot lock $p2/crl\\.pem\\.lock: Connection timed out\$"
+echo >&8
+exec 8>&-
 wait "$hold_pid"
 [ "$held" = held ] || fail "flock held the lock" "got: $held"
 echo "       (answered after $ms ms; the deadline is ${p2_timeout} s)"
@@ -589,7 +626,6 @@ if out=$("$SERVER" --certs "$p2" --renew-crl 2>&1) &&
 else
     fail "./server --renew-crl" "$out"
 fi
-max_time=20
 # A CRL past its nextUpdate: GnuTLS refuses it, so the server won't start;
 # --renew-crl is the remedy (README: Keeping the CRL fresh).
 stale=$work/part2-stale
@@ -614,7 +650,10 @@ expect "  ... and the server starts, Carol of part 1 still revoked" 403 "it was 
     --cert "$stale/carol_cert.pem" --key "$stale/carol_key.pem" "$(url /authenticate)"
 stop_server
 
+max_time=20
+
 echo "# Part 2: a read-only disk, then a full one (a tmpfs of our own)"
+[ -n "${SERVER_WRAPPER:-}" ] && max_time=120
 # The certificates on a 1 MiB tmpfs, remounted read-only, then filled up.
 # The server runs under umask 077; its certificates must still be 0644.
 disk=$work/disk
