@@ -140,6 +140,8 @@ struct server {
     int timeout_ms;
 };
 
+static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
+
 /* GnuTLS's "Error while reading file" does not say which one; we do. */
 static int check_readable(const char *path, const char *what, char *why)
 {
@@ -156,12 +158,13 @@ static int check_readable(const char *path, const char *what, char *why)
     return 0;
 }
 
-/* opts, loaded into fresh credentials.  Returns 1 with a CRL, 0 without
- * one, or -1 with why[] naming the file.  Section 10 calls it again when
- * crl.pem changes, with crl_required once a CRL has been in force: a lost
- * crl.pem must never switch revocation off. */
+/* opts, loaded into fresh credentials.  Returns 1 with a CRL (its text
+ * into *crl_text, for section 10's checks; free it), 0 without one, or -1
+ * with why[] naming the file.  Section 10 calls it again when crl.pem
+ * changes, with crl_required once a CRL has been in force: a lost crl.pem
+ * must never switch revocation off. */
 static int load_credentials(gnutls_certificate_credentials_t *out, const struct options *o,
-                            bool crl_required, char *why)
+                            bool crl_required, gnutls_datum_t *crl_text, char *why)
 {
     gnutls_certificate_credentials_t creds;
     int ret, with_crl = 0;
@@ -199,11 +202,20 @@ static int load_credentials(gnutls_certificate_credentials_t *out, const struct 
      * CAs above signed it, so a stray file is an error now, not a silent
      * no-op later. */
     if (crl_required || access(o->crl_file, F_OK) == 0) {
-        if (check_readable(o->crl_file, "certificate revocation list", why) < 0)
+        /* read once, here: what GnuTLS checks with is then the very text
+         * section 10 checks against the lists in force, and a FIFO put in
+         * crl.pem's place can't hang us (read_whole_file, section 11) */
+        struct stat st;
+        if (read_whole_file(o->crl_file, crl_text, &st) < 0) {
+            snprintf(why, WHY_SIZE, "cannot read the certificate revocation list %.150s: %s",
+                     o->crl_file, errno == EINVAL ? "not a file" : strerror(errno));
             goto fail;
+        }
         gnutls_certificate_set_flags(creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
-        ret = gnutls_certificate_set_x509_crl_file(creds, o->crl_file, GNUTLS_X509_FMT_PEM);
+        ret = gnutls_certificate_set_x509_crl_mem(creds, crl_text, GNUTLS_X509_FMT_PEM);
         if (ret <= 0) {
+            free(crl_text->data);
+            crl_text->data = NULL;
             snprintf(why, WHY_SIZE, "no usable CRL in %.150s: %s", o->crl_file,
                      ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
             goto fail;
@@ -1041,7 +1053,10 @@ struct crl_mark {               /* a CRL's issuer, number and entries (section 1
 static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark, bool with_entries);
 static bool older(const struct crl_mark *a, const struct crl_mark *b);
 static bool recorded_mark(const char *crl_file, struct crl_mark *mark);
-static void record_mark(int lock, const struct crl_mark *mark);
+static void record_crl(int lock, const gnutls_datum_t *pem);
+static void free_marks(struct crl_mark *marks, int n);
+static bool goes_back(const char *file, const struct crl_mark *kept, const struct crl_mark *marks,
+                      int n, char *why);
 static bool behind_the_crl_in_force(gnutls_x509_crl_t crl, const char *file, char *why);
 struct text {                   /* a page built piece by piece (section 11) */
     char *s;
@@ -1408,15 +1423,19 @@ static bool crl_lists(gnutls_x509_crl_t crl, const unsigned char *serial, size_t
     return found;
 }
 
-/* The next CRL number: the old one plus one (RFC 5280 5.2.3). */
-static void next_crl_number(gnutls_x509_crl_t old, unsigned char *num, size_t *len)
+/* The next CRL number: the old one plus one (RFC 5280 5.2.3: at most 20
+ * bytes; one without a number gets 1).  False if the old one is longer. */
+static bool next_crl_number(gnutls_x509_crl_t old, unsigned char *num, size_t *len)
 {
     size_t n = *len;
-    if (gnutls_x509_crl_get_number(old, num, &n, NULL) < 0 || n == 0 || n >= *len) {
+    int ret = gnutls_x509_crl_get_number(old, num, &n, NULL);
+    if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE || (ret == 0 && n == 0)) {
         num[0] = 1;
         *len = 1;
-        return;
+        return true;
     }
+    if (ret < 0 || n > 20)
+        return false;
     size_t i = n;
     while (i > 0 && ++num[i - 1] == 0)     /* big-endian + 1 */
         i--;
@@ -1426,6 +1445,7 @@ static void next_crl_number(gnutls_x509_crl_t old, unsigned char *num, size_t *l
         n++;
     }
     *len = n;
+    return true;
 }
 
 /* Whether crl is our CA's: signed by it.  Past its nextUpdate it is still
@@ -1506,13 +1526,15 @@ fail:
  * meanwhile, try again. */
 static int sign_crl_once(const struct options *o, const struct issuer *ca,
                          const unsigned char *serial, size_t serial_len,
-                         const struct connection *conn, int lock, char *why)
+                         const struct connection *conn, int lock, const char *lock_file,
+                         char *why)
 {
     gnutls_x509_crl_t crl = NULL;
     gnutls_datum_t pem = {NULL, 0};
     struct text before = {0}, after = {0}, all = {0};
     struct stat read_as, now_as;
-    struct crl_mark was, last, signed_mark;
+    struct crl_mark was = {0}, last = {0};
+    struct stat locked_as, named_as;
     unsigned char num[32], id[64];
     size_t num_len = sizeof num, id_size = sizeof id;
     time_t now = time(NULL);
@@ -1525,14 +1547,18 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
         result = 0;
         goto out;
     }
-    if ((ret = mark_of(crl, &was, false)) < 0) {
+    if ((ret = mark_of(crl, &was, true)) < 0) {
         failed(why, o->crl_file, ret);
         goto out;
     }
     if (conn && behind_the_crl_in_force(crl, o->crl_file, why))
         goto out;
     /* -revoke and -gencrl: the entry, the dates, the number, the signature */
-    next_crl_number(crl, num, &num_len);
+    if (!next_crl_number(crl, num, &num_len)) {
+        snprintf(why, WHY_SIZE, "%.150s: its CRL number is over 20 bytes (RFC 5280 5.2.3)",
+                 o->crl_file);
+        goto out;
+    }
     if ((serial && (ret = gnutls_x509_crl_set_crt_serial(crl, serial, serial_len, now)) < 0) ||
         (ret = gnutls_x509_crl_set_version(crl, 2)) < 0 ||
         (ret = gnutls_x509_crl_set_this_update(crl, now)) < 0 ||
@@ -1541,8 +1567,7 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
         (ret = gnutls_x509_crt_get_subject_key_id(ca->crt, id, &id_size, NULL)) < 0 ||
         (ret = gnutls_x509_crl_set_authority_key_id(crl, id, id_size)) < 0 ||
         (ret = gnutls_x509_crl_privkey_sign(crl, ca->crt, ca->key, GNUTLS_DIG_SHA256, 0)) < 0 ||
-        (ret = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_PEM, &pem)) < 0 ||
-        (ret = mark_of(crl, &signed_mark, false)) < 0) {
+        (ret = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_PEM, &pem)) < 0) {
         failed(why, "signing the CRL", ret);
         goto out;
     }
@@ -1557,16 +1582,18 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
         goto out;
     }
     locked = true;
-    if (stat(o->crl_file, &now_as) < 0 || !same_file_state(&now_as, &read_as)) {
+    /* the lock is the file's: one deleted and made anew since we opened it
+     * would let another writer hold "the" lock at the same time */
+    if (fstat(lock, &locked_as) < 0 || stat(lock_file, &named_as) < 0 ||
+        locked_as.st_ino != named_as.st_ino || locked_as.st_dev != named_as.st_dev ||
+        stat(o->crl_file, &now_as) < 0 || !same_file_state(&now_as, &read_as)) {
         result = -2;
         goto out;
     }
     if (recorded_mark(o->crl_file, &last) &&
-        memcmp(last.issuer, was.issuer, sizeof was.issuer) == 0 && older(&was, &last)) {
-        snprintf(why, WHY_SIZE, "%.150s is older than the last CRL signed here (its number is "
-                                "lower): put the newest back", o->crl_file);
+        memcmp(last.issuer, was.issuer, sizeof was.issuer) == 0 &&
+        goes_back(o->crl_file, &last, &was, 1, why))
         goto out;
-    }
     if (conn && ms_left(conn) <= 0) {
         snprintf(why, WHY_SIZE, "the connection's deadline passed; %.150s is unchanged",
                  o->crl_file);
@@ -1574,9 +1601,11 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
     }
     if (write_file(o->crl_file, all.s, all.len, 0644, why) < 0)
         goto out;
-    record_mark(lock, &signed_mark);
+    record_crl(lock, &pem);
     result = serial ? 1 : 0;
 out:
+    free_marks(&was, 1);
+    free_marks(&last, 1);
     if (locked)
         flock(lock, LOCK_UN);
     gnutls_free(pem.data);
@@ -1600,22 +1629,23 @@ static int update_crl(const struct options *o, const struct issuer *ca,
     char lock_file[PATH_MAX + 8];
     int result = -2;
     snprintf(lock_file, sizeof lock_file, "%s.lock", o->crl_file);
-    int lock = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock < 0 || fchmod(lock, 0600) < 0) {
-        snprintf(why, WHY_SIZE, "cannot open %.150s: %s", lock_file, strerror(errno));
-        if (lock >= 0)
-            close(lock);
-        return -1;
-    }
     /* a page tries until its deadline, the command line 100 times */
-    for (int tries = 0; result == -2 && (conn ? ms_left(conn) > 0 : tries < 100); tries++)
-        result = sign_crl_once(o, ca, serial, serial_len, conn, lock, why);
+    for (int tries = 0; result == -2 && (conn ? ms_left(conn) > 0 : tries < 100); tries++) {
+        int lock = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lock < 0 || fchmod(lock, 0600) < 0) {
+            snprintf(why, WHY_SIZE, "cannot open %.150s: %s", lock_file, strerror(errno));
+            if (lock >= 0)
+                close(lock);
+            return -1;
+        }
+        result = sign_crl_once(o, ca, serial, serial_len, conn, lock, lock_file, why);
+        close(lock);
+    }
     if (result == -2) {
         snprintf(why, WHY_SIZE, "%.150s kept changing while the new list was made",
                  o->crl_file);
         result = -1;
     }
-    close(lock);
     return result;
 }
 
@@ -3342,9 +3372,9 @@ static struct {
  * Revocations never go back.  What a CRL is, for that rule: whose
  * (a SHA-256 of its issuer's name) and how new (its CRL number).  A CRL
  * never gives way to an older one of the same issuer, nor disappears:
- *   - crl.pem.lock keeps the mark of the last CRL signed here, so that an
- *     older crl.pem (a backup put back) is not signed anew as if it were
- *     the newest, and a server does not start with it;
+ *   - crl.pem.lock keeps a copy of the last CRL signed here, so that a
+ *     crl.pem behind it (a backup put back, openssl ca -gencrl) is not
+ *     signed anew, and a server does not start with it;
  *   - a running server keeps the marks of the CRLs in force, with their
  *     entries, and loads no crl.pem that lacks one of them, holds an older
  *     one, or holds one that drops an entry in force (openssl ca -gencrl
@@ -3428,52 +3458,42 @@ static bool older(const struct crl_mark *a, const struct crl_mark *b)
                                           : memcmp(a->number, b->number, a->number_len) < 0;
 }
 
-/* The mark crl.pem.lock keeps: "NUMBER ISSUER NAME", the first two in hex.
- * False if none. */
+/* crl.pem.lock keeps a copy of the last CRL signed here: its mark, with
+ * entries, into mark (free_marks it).  False if there is none. */
 static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
 {
-    char path[PATH_MAX + 8], text[2 * (32 + 32) + 4 + sizeof mark->name], number[65], issuer[65];
+    char path[PATH_MAX + 8];
+    gnutls_datum_t text = {NULL, 0};
+    gnutls_x509_crl_t crl = NULL;
+    struct stat st;
+    bool found = false;
     snprintf(path, sizeof path, "%s.lock", crl_file);
     memset(mark, 0, sizeof *mark);
-    if (read_small_file(path, text, sizeof text) < 0 ||
-        sscanf(text, "%64[0-9A-F] %64[0-9A-F] %79[^\n]", number, issuer, mark->name) < 2 ||
-        strlen(issuer) != 64 || strlen(number) % 2 != 0)
-        return false;
-    for (size_t i = 0; i < 32; i++)
-        mark->issuer[i] = (unsigned char)(hex_value((unsigned char)issuer[2 * i]) * 16 +
-                                          hex_value((unsigned char)issuer[2 * i + 1]));
-    mark->number_len = strlen(number) / 2;
-    for (size_t i = 0; i < mark->number_len; i++)
-        mark->number[i] = (unsigned char)(hex_value((unsigned char)number[2 * i]) * 16 +
-                                          hex_value((unsigned char)number[2 * i + 1]));
-    return true;
+    if (read_whole_file(path, &text, &st) == 0 && text.size > 0 &&
+        gnutls_x509_crl_init(&crl) == 0 &&
+        gnutls_x509_crl_import(crl, &text, GNUTLS_X509_FMT_PEM) == 0)
+        found = mark_of(crl, mark, true) == 0;
+    if (crl)
+        gnutls_x509_crl_deinit(crl);
+    free(text.data);
+    return found;
 }
 
-static void record_mark(int lock, const struct crl_mark *mark)
+static void record_crl(int lock, const gnutls_datum_t *pem)
 {
-    char text[2 * (32 + 32) + 4 + sizeof mark->name], number[65] = "00", issuer[65];
-    if (mark->number_len > 0)
-        to_hex(mark->number, mark->number_len, number);
-    to_hex(mark->issuer, sizeof mark->issuer, issuer);
-    int n = snprintf(text, sizeof text, "%s %s %s\n", number, issuer, mark->name);
-    if (ftruncate(lock, 0) < 0 || pwrite(lock, text, (size_t)n, 0) != n || fsync(lock) < 0) {
-        /* the CRL itself is written: a mark left behind only checks less */
+    if (ftruncate(lock, 0) < 0 || pwrite(lock, pem->data, pem->size, 0) != (ssize_t)pem->size ||
+        fsync(lock) < 0) {
+        /* the CRL itself is written: a record left behind only checks less */
     }
 }
 
-/* The marks of the CRLs in file: how many, or -1 with why. */
-static int marks_of_file(const char *file, struct crl_mark marks[MAX_CRLS], char *why)
+/* The marks of the CRLs in data, the text of file: how many, or -1 with why. */
+static int marks_of(const char *file, const gnutls_datum_t *data, struct crl_mark marks[MAX_CRLS],
+                    char *why)
 {
-    gnutls_datum_t data = {NULL, 0};
     gnutls_x509_crl_t *list = NULL;
     unsigned int n = 0;
-    struct stat st;
-    if (read_whole_file(file, &data, &st) < 0) {
-        snprintf(why, WHY_SIZE, "cannot read %.150s: %s", file, strerror(errno));
-        return -1;
-    }
-    int ret = gnutls_x509_crl_list_import2(&list, &n, &data, GNUTLS_X509_FMT_PEM, 0);
-    free(data.data);
+    int ret = gnutls_x509_crl_list_import2(&list, &n, data, GNUTLS_X509_FMT_PEM, 0);
     if (ret < 0)
         return failed(why, file, ret);
     unsigned int made = 0;
@@ -3529,17 +3549,20 @@ static bool goes_back(const char *file, const struct crl_mark *kept, const struc
 
 /* The CRLs of crl.pem, checked against those in force and the one signed
  * here last; into marks.  Their count, or -1 with why. */
-static int check_marks(const struct options *o, struct crl_mark marks[MAX_CRLS], char *why)
+static int check_marks(const struct options *o, const gnutls_datum_t *text,
+                       struct crl_mark marks[MAX_CRLS], char *why)
 {
     struct crl_mark last;
-    int n = marks_of_file(o->crl_file, marks, why);
+    int n = marks_of(o->crl_file, text, marks, why);
     if (n < 0)
         return -1;
     bool back = false;
     for (int i = 0; !back && i < clients.mark_count; i++)
         back = goes_back(o->crl_file, &clients.marks[i], marks, n, why);
-    if (!back && recorded_mark(o->crl_file, &last))
+    if (!back && recorded_mark(o->crl_file, &last)) {
         back = goes_back(o->crl_file, &last, marks, n, why);
+        free_marks(&last, 1);
+    }
     if (back) {
         free_marks(marks, n);
         return -1;
@@ -3583,11 +3606,13 @@ static int load_first_creds(const struct options *o)
     struct crl_mark marks[MAX_CRLS];
     int count = 0;
     struct shared_creds *sc = calloc(1, sizeof *sc);
-    int with_crl = sc ? load_credentials(&sc->creds, o, o->crl_required, why) : -1;
-    if (with_crl == 1 && (count = check_marks(o, marks, why)) < 0) {
+    gnutls_datum_t text = {NULL, 0};
+    int with_crl = sc ? load_credentials(&sc->creds, o, o->crl_required, &text, why) : -1;
+    if (with_crl == 1 && (count = check_marks(o, &text, marks, why)) < 0) {
         gnutls_certificate_free_credentials(sc->creds);
         with_crl = -1;
     }
+    free(text.data);
     if (with_crl < 0) {
         fprintf(stderr, "server: %s\n", sc ? why : strerror(ENOMEM));
         if (access(o->key_file, F_OK) < 0)
@@ -3642,11 +3667,14 @@ static void reload_if_crl_changed(void)
         struct crl_mark marks[MAX_CRLS];
         int count = 0;
         struct shared_creds *sc = calloc(1, sizeof *sc);
-        int with_crl = sc ? load_credentials(&sc->creds, o, clients.crl_in_force, why) : -1;
-        if (with_crl == 1 && (count = check_marks(o, marks, why)) < 0) {
+        gnutls_datum_t text = {NULL, 0};
+        int with_crl = sc ? load_credentials(&sc->creds, o, clients.crl_in_force, &text, why)
+                          : -1;
+        if (with_crl == 1 && (count = check_marks(o, &text, marks, why)) < 0) {
             gnutls_certificate_free_credentials(sc->creds);
             with_crl = -1;
         }
+        free(text.data);
         if (with_crl < 0) {
             fprintf(stderr, "server: %s changed, but %s: the credentials loaded before stay "
                             "in force\n", o->crl_file, sc ? why : strerror(ENOMEM));

@@ -498,7 +498,7 @@ log_has "  ... said once: it goes back, the credentials loaded before stay" \
 expect "  ... a revocation from the web meanwhile: 503, nothing revoked" 503 "nothing was revoked" \
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=$carol2" "$(url /revoke)"
 refuses "  ... ./server --revoke meanwhile: exit 1, it is older than the last one signed here" 1 \
-    "$p2/crl.pem is older than the last CRL signed here (its number is lower): put the newest back; nothing was revoked" \
+    "$p2/crl.pem goes back: its CRL of \"O=Client Certificate Demo,CN=localhost\" is older than one in force or signed here; put the newest back; nothing was revoked" \
     "$SERVER" --certs "$p2" --revoke "$carol2"
 if [ "$(entries "$p2/crl.pem")" = "$(entries "$certs/crl.pem")" ]; then
     ok "  ... and the old list was not signed anew"
@@ -517,6 +517,9 @@ log_has "  ... not loaded: it drops an entry in force" \
 expect "  ... and a revocation from the web is not signed on top of it: 503" 503 "nothing was revoked" \
     "${CAROL2[@]}" "${ORIGIN[@]}" --data "serial=$carol2" "$(url /revoke)"
 log_has "  ... the log says why" "revoke $carol2 failed: $p2/crl\\.pem goes back: its CRL of .* drops an entry of one in force or signed here; put the newest back\$"
+refuses "  ... nor from the command line, whose lock file keeps the last CRL signed here: exit 1" 1 \
+    "$p2/crl.pem goes back: its CRL of \"O=Client Certificate Demo,CN=localhost\" drops an entry of one in force or signed here" \
+    "$SERVER" --certs "$p2" --revoke "$carol2"
 cp "$work/crl.newest" "$p2/crl.new" && mv "$p2/crl.new" "$p2/crl.pem"
 # a FIFO where crl.pem was: nothing may hang on it
 mv "$p2/crl.pem" "$work/crl.kept"
