@@ -1053,7 +1053,7 @@ struct crl_mark {               /* a CRL's issuer, number and entries (section 1
 static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark, bool with_entries);
 static bool older(const struct crl_mark *a, const struct crl_mark *b);
 static bool recorded_mark(const char *crl_file, struct crl_mark *mark);
-static void record_crl(int lock, const gnutls_datum_t *pem);
+static void record_crl(const char *crl_file, const gnutls_datum_t *pem);
 static void free_marks(struct crl_mark *marks, int n);
 static bool goes_back(const char *file, const struct crl_mark *kept, const struct crl_mark *marks,
                       int n, char *why);
@@ -1340,11 +1340,11 @@ fail:
  *
  * One writer at a time: two revocations at once (two threads, or a thread
  * and ./server --revoke) would each read the old list, and the second
- * rename would lose the first one's entry.  flock() on crl.pem.lock
- * serializes them; it works between threads too, since each opens the file
- * anew.  A revocation from the web waits for the lock only until its
- * connection's deadline, and gives up before the rename once that has
- * passed: no page leaves the lock held behind it.
+ * rename would lose the first one's entry.  flock() on crl.pem's folder
+ * serializes them; it works between threads too, since each opens the
+ * folder anew.  The lock is held only to check that crl.pem is what was
+ * read and to rename the new one in (sign_crl_once); a page waits for it
+ * a second at most, and never past its connection's deadline.
  */
 
 /*
@@ -1526,15 +1526,13 @@ fail:
  * meanwhile, try again. */
 static int sign_crl_once(const struct options *o, const struct issuer *ca,
                          const unsigned char *serial, size_t serial_len,
-                         const struct connection *conn, int lock, const char *lock_file,
-                         char *why)
+                         const struct connection *conn, int lock, char *why)
 {
     gnutls_x509_crl_t crl = NULL;
     gnutls_datum_t pem = {NULL, 0};
     struct text before = {0}, after = {0}, all = {0};
     struct stat read_as, now_as;
     struct crl_mark was = {0}, last = {0};
-    struct stat locked_as, named_as;
     unsigned char num[32], id[64];
     size_t num_len = sizeof num, id_size = sizeof id;
     time_t now = time(NULL);
@@ -1578,15 +1576,12 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
         goto out;
     }
     if (take_lock(lock, conn) < 0) {
-        snprintf(why, WHY_SIZE, "cannot lock %.150s.lock: %s", o->crl_file, strerror(errno));
+        snprintf(why, WHY_SIZE, "cannot lock the folder of %.150s: %s", o->crl_file,
+                 strerror(errno));
         goto out;
     }
     locked = true;
-    /* the lock is the file's: one deleted and made anew since we opened it
-     * would let another writer hold "the" lock at the same time */
-    if (fstat(lock, &locked_as) < 0 || stat(lock_file, &named_as) < 0 ||
-        locked_as.st_ino != named_as.st_ino || locked_as.st_dev != named_as.st_dev ||
-        stat(o->crl_file, &now_as) < 0 || !same_file_state(&now_as, &read_as)) {
+    if (stat(o->crl_file, &now_as) < 0 || !same_file_state(&now_as, &read_as)) {
         result = -2;
         goto out;
     }
@@ -1601,7 +1596,7 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
     }
     if (write_file(o->crl_file, all.s, all.len, 0644, why) < 0)
         goto out;
-    record_crl(lock, &pem);
+    record_crl(o->crl_file, &pem);
     result = serial ? 1 : 0;
 out:
     free_marks(&was, 1);
@@ -1626,21 +1621,23 @@ static int update_crl(const struct options *o, const struct issuer *ca,
                       const unsigned char *serial, size_t serial_len,
                       const struct connection *conn, char *why)
 {
-    char lock_file[PATH_MAX + 8];
-    int result = -2;
-    snprintf(lock_file, sizeof lock_file, "%s.lock", o->crl_file);
-    /* a page tries until its deadline, the command line 100 times */
-    for (int tries = 0; result == -2 && (conn ? ms_left(conn) > 0 : tries < 100); tries++) {
-        int lock = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (lock < 0 || fchmod(lock, 0600) < 0) {
-            snprintf(why, WHY_SIZE, "cannot open %.150s: %s", lock_file, strerror(errno));
-            if (lock >= 0)
-                close(lock);
-            return -1;
-        }
-        result = sign_crl_once(o, ca, serial, serial_len, conn, lock, lock_file, why);
-        close(lock);
+    /* The lock is crl.pem's folder, which nobody deletes while it is in use
+     * (a lock file can be deleted, and one made anew would let a second
+     * writer hold "the" lock at the same time). */
+    char folder[PATH_MAX];
+    const char *slash = strrchr(o->crl_file, '/');
+    snprintf(folder, sizeof folder, "%.*s", slash ? (int)(slash + 1 - o->crl_file) : 1,
+             slash ? o->crl_file : ".");
+    int lock = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC), result = -2;
+    if (lock < 0) {
+        snprintf(why, WHY_SIZE, "cannot open the folder of %.150s: %s", o->crl_file,
+                 strerror(errno));
+        return -1;
     }
+    /* a page tries until its deadline, the command line 100 times */
+    for (int tries = 0; result == -2 && (conn ? ms_left(conn) > 0 : tries < 100); tries++)
+        result = sign_crl_once(o, ca, serial, serial_len, conn, lock, why);
+    close(lock);
     if (result == -2) {
         snprintf(why, WHY_SIZE, "%.150s kept changing while the new list was made",
                  o->crl_file);
@@ -3479,10 +3476,11 @@ static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
     return found;
 }
 
-static void record_crl(int lock, const gnutls_datum_t *pem)
+static void record_crl(const char *crl_file, const gnutls_datum_t *pem)
 {
-    if (ftruncate(lock, 0) < 0 || pwrite(lock, pem->data, pem->size, 0) != (ssize_t)pem->size ||
-        fsync(lock) < 0) {
+    char path[PATH_MAX + 8], why[WHY_SIZE];
+    snprintf(path, sizeof path, "%s.lock", crl_file);
+    if (write_file(path, pem->data, pem->size, 0600, why) < 0) {
         /* the CRL itself is written: a record left behind only checks less */
     }
 }
