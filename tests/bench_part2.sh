@@ -7,7 +7,7 @@
 #     the same handshake, no lookup; the difference is what the lookup costs.
 #  2. A revocation with 5,000, 10,000 and 20,000 entries already in the CRL:
 #     ./server --revoke, and POST /revoke (whose connection has a 5 s
-#     deadline), each on a fresh copy of the CRL, interleaved.
+#     deadline), each on a fresh copy of the folder, interleaved.
 # Medians of SAMPLES samples, min-max beside them, in milliseconds (curl's
 # time_total, or the command's wall time).  Not a test: nothing is asserted.
 #
@@ -91,6 +91,9 @@ done
 
 echo
 echo "# a revocation with N entries in the CRL: ms"
+# Each sample starts from a fresh copy of the folder (and, for the web, a
+# fresh server): putting the old crl.pem back after a revocation is what the
+# server refuses to load or sign on top of ("goes back").
 for n in 5000 10000 20000; do
     dir=$work/crl$n
     cp -r "$certs" "$dir"
@@ -100,20 +103,23 @@ with open(sys.argv[1], "a") as f:
     for i in range(int(sys.argv[2])):
         f.write("R\t301128000000Z\t261128000000Z\t%06X\tunknown\t/CN=Gone %d\n" % (0x200000 + i, i))
 PY
-    (cd "$dir" && openssl ca -config ca/ca.cnf -gencrl -out crl.orig 2>/dev/null && cp crl.orig crl.pem)
-    start_beside "$n" "$dir" "$dir.log"
+    (cd "$dir" && openssl ca -config ca/ca.cnf -gencrl -out crl.pem 2>/dev/null)
+    rm -f "$dir/crl.pem.lock"
 done
 for i in $(seq "$SAMPLES"); do
     for n in 5000 10000 20000; do
-        dir=$work/crl$n
-        cp "$dir/crl.orig" "$dir/crl.new" && mv "$dir/crl.new" "$dir/crl.pem"
+        rm -rf "$work/cli" "$work/web"
+        cp -r "$work/crl$n" "$work/cli"
         t0=$(date +%s%N)
-        ./server --certs "$dir" --revoke "$(printf 'AB%04X' "$i")" 2>/dev/null
+        ./server --certs "$work/cli" --revoke "$(printf 'AB%04X' "$i")" 2>/dev/null
         ms_since "$t0" >>"$work/cli-$n"
-        cp "$dir/crl.orig" "$dir/crl.new" && mv "$dir/crl.new" "$dir/crl.pem"
+        cp -r "$work/crl$n" "$work/web"
+        start_beside web "$work/web" "$work/web.log"
         curl -sS -o "$work/web-$n.out" -w '%{time_total} %{http_code}\n' "${CAROL[@]}" \
-            -H "Origin: https://localhost:${ports[$n]}" --data "serial=$carol" \
-            "https://localhost:${ports[$n]}/revoke" >"$work/web-$n.now"
+            -H "Origin: https://localhost:${ports[web]}" --data "serial=$carol" \
+            "https://localhost:${ports[web]}/revoke" >"$work/web-$n.now"
+        kill "${pids[web]}"
+        wait "${pids[web]}" 2>/dev/null || true
         read -r secs status <"$work/web-$n.now"
         [ "$status" = 200 ] || echo "bench: POST /revoke with $n entries: $status $(head -c 200 "$work/web-$n.out")" >&2
         awk -v s="$secs" 'BEGIN {print s * 1000}' >>"$work/web-$n"
@@ -121,6 +127,5 @@ for i in $(seq "$SAMPLES"); do
 done
 printf '%-8s %-24s %-24s\n' entries "./server --revoke" "POST /revoke"
 for n in 5000 10000 20000; do
-    kill "${pids[$n]}"
     printf '%-8s %-24s %-24s\n' "$n" "$(median <"$work/cli-$n")" "$(median <"$work/web-$n")"
 done
