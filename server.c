@@ -1328,11 +1328,11 @@ fail:
  * Failing closed: a crl.pem that is missing or unreadable, or that holds
  * no CRL of our CA (or two), is not replaced by a new list, which would
  * forget every revocation before it: the revocation is refused, and the
- * message says why.  Nor does it go back: an older crl.pem (a backup put
- * back), or one that lacks a CRL in force, is neither signed anew nor
- * loaded (section 10 keeps the marks, issuer and number, of what was
- * signed here last and of what is in force).  An entry already listed is
- * not added twice, and the file is then left alone.
+ * message says why.  Nor does it go back: a crl.pem that is older than,
+ * lacks, or drops an entry of the CRL in force or the last one signed here
+ * (crl.pem.lock keeps a copy) is neither signed anew nor loaded (the
+ * marks, section 10).  An entry already listed is not added twice, and
+ * the file is then left alone.
  *
  * Freshness: GnuTLS refuses a CRL whose nextUpdate has passed, and so does
  * this server at start.  ./server --renew-crl signs the same list again,
@@ -3361,7 +3361,7 @@ static struct {
     pthread_mutex_t reload_lock;    /* one reload at a time; guards the two below */
     struct stat crl_seen;           /* crl.pem as it was when last looked at */
     bool crl_in_force;              /* the current set has a CRL: one is required from now on */
-    struct crl_mark marks[MAX_CRLS];    /* the CRLs in force: none may go back (section C) */
+    struct crl_mark marks[MAX_CRLS];    /* the CRLs in force: none may go back (below) */
     int mark_count;
 } clients = {.lock = PTHREAD_MUTEX_INITIALIZER, .reload_lock = PTHREAD_MUTEX_INITIALIZER};
 
