@@ -399,6 +399,19 @@ client_says "openssl s_client -tls1_1: 'alert protocol version'" 'alert protocol
     timeout 20 openssl s_client -connect "localhost:$port" -tls1_1
 client_says "openssl s_client with no cipher suite in common: 'alert handshake failure'" 'alert handshake failure' \
     timeout 20 openssl s_client -connect "localhost:$port" -tls1_2 -cipher CAMELLIA128-SHA
+# TLS 1.2: forward-secret key exchange (ECDHE) and AEAD ciphers only
+for suite in AES128-GCM-SHA256 AES256-SHA DHE-RSA-AES128-GCM-SHA256 ECDHE-RSA-AES128-SHA; do
+    client_says "TLS 1.2, $suite (no ECDHE, or CBC): 'alert handshake failure'" 'alert handshake failure' \
+        timeout 20 openssl s_client -connect "localhost:$port" -tls1_2 -cipher "$suite"
+done
+for suite in ECDHE-RSA-AES128-GCM-SHA256 ECDHE-RSA-AES256-GCM-SHA384 ECDHE-RSA-CHACHA20-POLY1305; do
+    client_says "TLS 1.2, $suite: agreed" "Cipher is $suite" \
+        timeout 20 openssl s_client -connect "localhost:$port" -tls1_2 -cipher "$suite"
+done
+for suite in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256 TLS_AES_128_CCM_SHA256; do
+    client_says "TLS 1.3, $suite: agreed, as before" "Cipher is $suite" \
+        timeout 20 openssl s_client -connect "localhost:$port" -tls1_3 -ciphersuites "$suite"
+done
 client_says "curl --tls-max 1.1: exit 35, 'alert protocol version'" '^curl: \(35\) .*alert protocol version' \
     curl -sS --max-time 20 --cacert "$certs/server_cert.pem" --tls-max 1.1 "$(url /)"
 for v in 1.2 1.3; do

@@ -42,7 +42,7 @@ if [ ! -e "$keep/rsa/alice_ec_cert.pem" ]; then
         openssl x509 -req -in alice_ec_csr.pem -CA server_cert.pem -CAkey server_key.pem \
             -set_serial 0x77 -days 365 -out alice_ec_cert.pem 2>/dev/null)
 fi
-priorities=$(sed -n 's/^#define TLS_PRIORITIES "\(.*\)"$/\1/p' server.c)
+priorities=$(sed -n '/^#define TLS_PRIORITIES/,/[^\\]$/p' server.c | grep -o '"[^"]*"' | tr -d '"\n')
 
 pids=()
 stop_all() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }

@@ -152,7 +152,8 @@ else
 fi
 # GnuTLS's own server, with server.c's priorities, answers each probe with the
 # alert that test.sh expects from ours: the probes ask for what the library does.
-priorities=$(sed -n 's/^#define TLS_PRIORITIES "\(.*\)"$/\1/p' server.c)
+# (the #define may go on over lines ending in \; its strings, joined)
+priorities=$(sed -n '/^#define TLS_PRIORITIES/,/[^\\]$/p' server.c | grep -o '"[^"]*"' | tr -d '"\n')
 ref_port=$(free_port)
 gnutls-serv --port "$ref_port" --priority "$priorities" --verify-client-cert \
     --x509keyfile "$certs/server_key.pem" --x509certfile "$certs/server_cert.pem" \
