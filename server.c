@@ -907,12 +907,24 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
         snprintf(disposition, sizeof disposition, "Content-Disposition: %s\r\n",
                  ans->disposition);
     /* Cache-Control: the page depends on the certificate, so no cache may
-     * hand Alice's greeting to the next visitor (nor keep Carol's key). */
+     * hand Alice's greeting to the next visitor (nor keep Carol's key).
+     * No framing (X-Frame-Options for older browsers, CSP frame-ancestors
+     * for the rest): the browser sends the certificate to a framed page too,
+     * so a page of another site that framed /certificates could make the
+     * visitor click our "Revoke" through its own bait (clickjacking).
+     * The rest of the policy: our pages load nothing (no script, style,
+     * image, font), and post forms only to us.  connect-src 'self' changes
+     * nothing while no script runs; it lets make test-browser post a form
+     * from the page with fetch(), as its button would, to keep the bundle. */
     char *head = format_text("HTTP/1.1 %d %s\r\n"
                              "Date: %s\r\n"
                              "Content-Type: %s\r\n"
                              "Content-Length: %zu\r\n"
                              "Cache-Control: no-store\r\n"
+                             "X-Frame-Options: DENY\r\n"
+                             "Content-Security-Policy: default-src 'none'; "
+                             "connect-src 'self'; form-action 'self'; base-uri 'none'; "
+                             "frame-ancestors 'none'\r\n"
                              "%s%s"
                              "Connection: close\r\n"
                              "\r\n",

@@ -199,6 +199,27 @@ else
     fail "absolute-form https://localhost/authenticate with another Host: 200, Hello Alice" "got: ${out:0:200}"
 fi
 
+echo "# every answer forbids framing (clickjacking) and loads nothing"
+FRAMING=$'X-Frame-Options: DENY\r'
+POLICY=$'Content-Security-Policy: default-src \'none\'; connect-src \'self\'; form-action \'self\'; base-uri \'none\'; frame-ancestors \'none\'\r'
+for answer in "200 /" "200 /authenticate alice" "401 /authenticate" "403 /authenticate bob" \
+    "404 /nope" "405 / post" "400 / nohost"; do
+    read -r want path how <<<"$answer"
+    case $how in
+        alice) extra=("${ALICE_P12[@]}") ;;
+        bob) extra=("${BOB_P12[@]}") ;;
+        post) extra=(-X POST -d x=1) ;;
+        nohost) extra=(-H "Host:") ;;
+        *) extra=() ;;
+    esac
+    fetch -i "${extra[@]}" "$(url "$path")"
+    if [ "$code" = "$want" ] && grep -qxF "$FRAMING" <<<"$body" && grep -qxF "$POLICY" <<<"$body"; then
+        ok "$want $path${how:+ ($how)}: X-Frame-Options: DENY, and CSP frame-ancestors 'none'"
+    else
+        fail "$want $path${how:+ ($how)}: X-Frame-Options and CSP" "got: $code ${body:0:400}"
+    fi
+done
+
 echo "# beyond the tutorial: certificates that must be refused, and one that must not"
 pem() { echo --cert "$certs/$1_cert.pem" --key "$certs/$1_key.pem"; }
 # shellcheck disable=SC2046   # pem prints flags to split

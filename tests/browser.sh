@@ -259,6 +259,45 @@ if [[ $page == *"The certificates of Carol"* ]] && [[ $page == *"submitted: 200 
 else
     fail "Firefox: /certificates, the device link" "got: ${page:0:400}" "answer: $(head -c 300 "$work/device-link.html" 2>&1)"
 fi
+# Clickjacking: a page of another site (http://127.0.0.1:PORT) frames
+# /certificates under its own bait; Firefox would send Carol's certificate
+# with the framed request.  Our answers forbid framing (X-Frame-Options: DENY,
+# CSP frame-ancestors 'none'), so the frame shows nothing of ours.  The
+# page's second frame, its own, shows that the test does read frames.
+mkdir -p "$work/evil"
+echo "<p>the other site's own frame</p>" >"$work/evil/own.html"
+cat >"$work/evil/index.html" <<EOF
+<p>Win a prize: click the button below!</p>
+<iframe src="$origin/certificates" width="600" height="300"></iframe>
+<iframe src="own.html"></iframe>
+EOF
+evil_port=$(free_port)
+python3 -m http.server --bind 127.0.0.1 --directory "$work/evil" "$evil_port" >/dev/null 2>&1 &
+evil_pid=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$evil_port/" && break; sleep 0.1; done
+before=$(wc -l <"$log")
+ff_extra=(--frames 2)
+page=$(firefox_visit "http://127.0.0.1:$evil_port/" "" carol-issued)
+ff_extra=()
+kill "$evil_pid" 2>/dev/null
+wait "$evil_pid" 2>/dev/null
+# "frame 0: ADDRESS | TEXT": the frame holds a document that is not ours,
+# with none of our words
+framed=$(sed -n 's/^frame 0: //p' <<<"$page")
+framed_text=${framed#* | }
+if [[ $page == *"Win a prize"* ]] && grep -q "^frame 1: .*the other site's own frame" <<<"$page" &&
+    [ -n "$framed" ] && [[ $framed != "$origin"* ]] &&
+    [[ $framed_text != *Carol* && $framed_text != *Revoke* && $framed_text != *ertificate* ]]; then
+    ok "Firefox: another site framing /certificates shows nothing of ours (the frame: ${framed:0:40}...)"
+else
+    fail "Firefox: another site framing /certificates shows nothing of ours" "got: ${page:0:500}"
+fi
+if tail -n +"$((before + 1))" "$log" | grep -q '"GET /certificates HTTP/1.1" 200'; then
+    ok "  ... though Firefox did ask for it, with Carol's certificate (log): the answer's headers stopped it"
+else
+    fail "  ... Firefox asked for the framed page (log)" "$(tail -n +"$((before + 1))" "$log")"
+fi
+
 ff_extra=(--submit-form "$certs/carol-second.p12")
 page=$(firefox_visit "$origin/enroll?code=$dcode" "")
 ff_extra=()

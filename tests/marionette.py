@@ -13,10 +13,12 @@ it then submits the page's first form (or the first that --form SELECTOR
 picks, a CSS selector) the way its button would (a POST
 from the page, with the Origin and Sec-Fetch-Site Firefox itself adds),
 prints the answer's status and type, and saves its body in FILE: how the
-Part 2 test enrolls and revokes in a real browser.
+Part 2 test enrolls and revokes in a real browser.  With --frames N it
+prints, for each of the page's first N frames, its address and text as read
+from inside the frame: how the framing test sees what a framed page shows.
 
     marionette.py --port N URL [--screenshot FILE] [--submit-form FILE [--form SELECTOR]]
-                  [--wait SECONDS]
+                  [--frames N] [--wait SECONDS]
 
 Exit status: 0 when the page was read, 2 when Firefox could not be reached.
 """
@@ -79,6 +81,8 @@ def main():
     parser.add_argument("--submit-form")
     parser.add_argument("--form", default="form", help="CSS selector of the form to submit")
     parser.add_argument("--wait", type=float, default=30, help="seconds to wait for Firefox")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="also print what the page's first N frames show")
     args = parser.parse_args()
     try:
         ff = Marionette(args.port, args.wait)
@@ -116,6 +120,20 @@ def main():
     if code:
         print("error code: %s" % code)
     print(text)
+    # What each frame shows, read from inside it (WebDriver may enter a
+    # frame of another origin, which the framing page itself may not)
+    for i in range(args.frames):
+        error, _ = ff.call("WebDriver:SwitchToFrame", {"id": i})
+        if error:
+            print("frame %d: cannot enter: %s" % (i, error.get("error", error)))
+            continue
+        _, result = ff.call("WebDriver:ExecuteScript", {
+            "script": "return [document.documentURI,"
+                      "        document.body ? document.body.innerText : ''];",
+            "args": []})
+        value = result["value"] if result else ["?", ""]
+        print("frame %d: %s | %s" % (i, value[0], " ".join(value[1].split())))
+        ff.call("WebDriver:SwitchToParentFrame")
     if args.submit_form:
         # fetch() of the form's own action and fields: what the button
         # sends, but with the answer handed back to us instead of to

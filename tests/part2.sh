@@ -154,8 +154,9 @@ fi
 enroll_post "$work/carol.p12" "${ORIGIN[@]}" --data "code=$icode&passphrase="
 if [ "$code" = 200 ] && grep -qi '^Content-Type: application/x-pkcs12' <<<"$body" &&
    grep -qi '^Content-Disposition: attachment; filename="carol.p12"' <<<"$body" &&
-   grep -qi '^Cache-Control: no-store' <<<"$body"; then
-    ok "POST /enroll: 200, the bundle as carol.p12 (application/x-pkcs12, no-store)"
+   grep -qi '^Cache-Control: no-store' <<<"$body" && grep -qi '^X-Frame-Options: DENY' <<<"$body" &&
+   grep -qi "^Content-Security-Policy: .*frame-ancestors 'none'" <<<"$body"; then
+    ok "POST /enroll: 200, the bundle as carol.p12 (application/x-pkcs12, no-store, no framing)"
 else
     fail "POST /enroll: 200, the bundle" "got $code" "$body"
 fi
