@@ -60,6 +60,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2674,7 +2675,8 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
  * We try at once and wait only when the client's window is full: a client
  * that stops reading holds us until the deadline, no longer.
  * MSG_NOSIGNAL: a client that resets the connection makes sendmsg() fail
- * with EPIPE instead of raising SIGPIPE, which would kill the whole server. */
+ * with EPIPE instead of raising SIGPIPE, which would kill the whole server
+ * (main ignores SIGPIPE too, for the log's sake; this says it here). */
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 {
     struct connection *conn = ptr;
@@ -2853,13 +2855,34 @@ static size_t format_log_line(const struct connection *conn, char *line, size_t 
     return len;
 }
 
+/* The log's reader went away (`./server 2>&1 | head` once head is done),
+ * or its disk is full.  The server outlives its log: SIGPIPE is ignored
+ * (section 10), so a write to a closed pipe fails with EPIPE instead of
+ * killing the server; the line is lost, and the first loss is said once,
+ * on standard output, or to syslog if that is gone too. */
+static void log_lost(int err)
+{
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    char text[160];
+    if (atomic_flag_test_and_set(&said))
+        return;
+    int n = snprintf(text, sizeof text, "server: the log (standard error) is gone: %s; "
+                                        "serving on without it\n", strerror(err));
+    if (write(STDOUT_FILENO, text, (size_t)n) < 0)
+        syslog(LOG_WARNING, "%s", text);
+}
+
 /* One write() per line, so that lines never mix, whoever else writes. */
 static void log_connection(const struct connection *conn)
 {
     char line[1024];
     size_t len = format_log_line(conn, line, sizeof line);
-    if (write(STDERR_FILENO, line, len) < 0)
-        return;     /* nowhere left to say it */
+    while (write(STDERR_FILENO, line, len) < 0) {
+        if (errno != EINTR) {
+            log_lost(errno);
+            return;
+        }
+    }
 }
 
 /* ======================= 9. HTTP: the request, by hand =================== */
@@ -3341,7 +3364,8 @@ static int parse_request(const char *head, size_t len, struct request *req)
  * Signals: SIGINT and SIGTERM are blocked in every thread, and let through
  * only while the accept loop waits in ppoll(), so they are handled in this
  * one place, and one that comes between the loop's look at stop_requested
- * and its wait is not lost: it ends the wait at once.
+ * and its wait is not lost: it ends the wait at once.  SIGPIPE is ignored:
+ * a write to a closed pipe (the log's, section 8) fails with EPIPE instead.
  */
 
 /*
@@ -3777,7 +3801,8 @@ static int install_signal_handlers(void)
     sigaddset(&stop_signals, SIGTERM);
     /* blocked from here on, and in every thread started later */
     if (sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask) < 0 ||
-        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
+        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
+        signal(SIGPIPE, SIG_IGN) == SIG_ERR) {      /* a closed log pipe: section 8 */
         fprintf(stderr, "server: signals: %s\n", strerror(errno));
         return -1;
     }

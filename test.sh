@@ -652,6 +652,42 @@ else
 fi
 log_has "SIGTERM: the connection in flight is dropped and logged" '^127\.0\.0\.1 - "" - .*dropped: the server is stopping$'
 
+echo "# a closed log: the server outlives whatever reads it"
+# ./server 2> >(head -c 300 >/dev/null): the reader goes after 300 bytes.
+# The server must keep serving (no SIGPIPE death) and say so once on stdout.
+# valgrind's own report goes to a file of its own, and is checked here.
+port=$(free_port)
+wrapper=()
+# shellcheck disable=SC2206   # SERVER_WRAPPER is a command line to split
+[ -n "${SERVER_WRAPPER:-}" ] && wrapper=($SERVER_WRAPPER "--log-file=$work/closed-log.valgrind")
+"${wrapper[@]}" "$SERVER" --port "$port" --certs "$certs" >"$work/closed-log.out" \
+    2> >(head -c 300 >/dev/null) &
+server_pid=$!
+for _ in $(seq 300); do curl -s -o /dev/null --max-time 2 --cacert "$certs/server_cert.pem" "$(url /)" && break; sleep 0.1; done
+codes=
+for _ in $(seq 10); do
+    codes+="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max_time" --cacert "$certs/server_cert.pem" \
+        "${ALICE_P12[@]}" "$(url /authenticate)") "
+done
+kill -TERM "$server_pid"
+wait "$server_pid"
+status=$?
+server_pid=
+said=$(grep -c '^server: the log (standard error) is gone: Broken pipe; serving on without it$' "$work/closed-log.out")
+if [ "$codes" = "200 200 200 200 200 200 200 200 200 200 " ] && [ "$status" = 0 ] && [ "$said" = 1 ]; then
+    ok "log reader gone after 300 bytes: 10 more visits answered 200, exit 0 at SIGTERM, said once on stdout"
+else
+    fail "log reader gone: the server serves on and says so once" "answers: $codes exit: $status" \
+        "stdout: $(head -c 300 "$work/closed-log.out")"
+fi
+if [ -n "${SERVER_WRAPPER:-}" ]; then
+    if grep -q 'ERROR SUMMARY: 0 errors from 0 contexts' "$work/closed-log.valgrind"; then
+        ok "  ... valgrind: 0 errors"
+    else
+        fail "  ... valgrind: 0 errors" "$(grep -A3 'ERROR SUMMARY' "$work/closed-log.valgrind")"
+    fi
+fi
+
 echo "# many visitors at once: a worker thread per connection in flight, with caps"
 # flood_from SOURCE FLOOD-ARGS...: tests/flood.py in the background, from
 # SOURCE; returns once it has tried every connection (its line is in $flood)
