@@ -11,7 +11,8 @@
 #   make fuzz     libFuzzer on the request parser, HTML and log escaping, and part 2's form decoding (clang)
 #   make bench    server CPU per connection next to the cost of its crypto,
 #                 throughput with 1-16 clients next to gnutls-serv and nginx, and
-#                 what part 2's lookups and revocations cost as they grow
+#                 what part 2's lookups and revocations cost as they grow, and
+#                 Alice's time to an answer while a crowd holds every slot
 #   make profile  the same in instructions, inside the server (callgrind)
 #   make test-clients  curl, wget, openssl, gnutls-cli, Python and Node.js as visitors
 #   make test-browser  headless Chromium and Firefox with Alice's .p12, as a reader would
@@ -90,6 +91,7 @@ bench: server tests/tlsclient tests/floor
 	tests/bench.sh
 	tests/bench_concurrency.sh
 	tests/bench_part2.sh
+	tests/bench_crowd.sh
 
 profile: server tests/tlsclient
 	tests/profile.sh

@@ -276,6 +276,7 @@ struct connection {
 
 /* What the lesson uses from the machinery below section 6. */
 static atomic_int stop_requested;               /* SIGINT or SIGTERM came */
+static const char *cut_short(void);             /* why the server ends this connection */
 static void use_deadline_transport(gnutls_session_t s, struct connection *conn, int timeout_ms);
 static void note(struct connection *conn, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
@@ -375,7 +376,7 @@ static bool nobody_to_tell(int err)
 {
     return err == GNUTLS_E_PREMATURE_TERMINATION || err == GNUTLS_E_PULL_ERROR ||
            err == GNUTLS_E_PUSH_ERROR || err == GNUTLS_E_TIMEDOUT ||
-           err == GNUTLS_E_INTERRUPTED || stop_requested;
+           err == GNUTLS_E_INTERRUPTED || cut_short();
 }
 
 /* The TLS layer failed with err: tell the client with an alert when it can
@@ -384,8 +385,8 @@ static void tls_failure(gnutls_session_t s, struct connection *conn, const char 
                         const char *why, int err)
 {
     char name[40];
-    if (stop_requested)
-        return;     /* our own stop cut it short: the log says "dropped" */
+    if (cut_short())
+        return;     /* we cut it short ourselves: the log says "dropped" */
     if (err == GNUTLS_E_FATAL_ALERT_RECEIVED || err == GNUTLS_E_WARNING_ALERT_RECEIVED) {
         alert_name(gnutls_alert_get(s), name, sizeof name);
         note(conn, "%s: %s (the client sent alert %s)", what, why, name);
@@ -879,7 +880,7 @@ static int send_all(gnutls_session_t s, const char *data, size_t len)
 {
     while (len > 0) {
         ssize_t n = gnutls_record_send(s, data, len);
-        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !cut_short())
             continue;   /* the transport's deadline bounds these retries */
         if (n < 0)
             return (int)n;
@@ -978,8 +979,8 @@ static void serve_connection(const struct server *srv, gnutls_certificate_creden
     /* The TLS handshake: the client's certificate, if any, arrives here. */
     do {
         ret = gnutls_handshake(s);
-    } while (ret < 0 && !gnutls_error_is_fatal(ret) && !stop_requested);
-    if (ret == GNUTLS_E_PREMATURE_TERMINATION && !stop_requested) {
+    } while (ret < 0 && !gnutls_error_is_fatal(ret) && !cut_short());
+    if (ret == GNUTLS_E_PREMATURE_TERMINATION && !cut_short()) {
         /* Not a failure: browsers open spare connections ahead of need and
          * close the ones they don't use, some before a word, some after
          * their ClientHello.  GnuTLS calls it "non-properly terminated". */
@@ -1009,8 +1010,8 @@ static void serve_connection(const struct server *srv, gnutls_certificate_creden
 out:
     /* after an answer or an alert: let the client read it before we close */
     linger_close(&conn);
-    if (conn.status == 0 && stop_requested)
-        note(&conn, "dropped: the server is stopping");
+    if (conn.status == 0 && cut_short())
+        note(&conn, "dropped: %s", cut_short());
     log_connection(&conn);
     if (ans.page && ans.page_len)
         gnutls_memset(ans.page, 0, ans.page_len);  /* part 2's bundle */
@@ -2629,15 +2630,19 @@ static long ms_left(const struct connection *conn)
            (conn->deadline.tv_nsec - now.tv_nsec) / 1000000L;
 }
 
+static void waiting_for_client(bool waiting);
+
 /* Wait until the socket is ready for `events` or the deadline (or `limit_ms`)
- * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = the server is
- * stopping, -1 with another errno = poll failed.  (A stop also shuts the
- * socket down, section 10, so a wait in progress ends at once.) */
+ * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = the server cuts
+ * the connection short (it is stopping, or gives the slot to a newcomer),
+ * -1 with another errno = poll failed.  (Both also shut the socket down,
+ * section 10, so a wait in progress ends at once.)  While it waits, the
+ * connection is one a newcomer may take the place of. */
 static int wait_ready(struct connection *conn, short events, long limit_ms)
 {
     for (;;) {
         long left = ms_left(conn);
-        if (stop_requested) {
+        if (cut_short()) {
             errno = EINTR;
             return -1;
         }
@@ -2646,7 +2651,9 @@ static int wait_ready(struct connection *conn, short events, long limit_ms)
         if (limit_ms >= 0 && limit_ms < left)
             left = limit_ms;
         struct pollfd p = {.fd = conn->fd, .events = events};
+        waiting_for_client(true);
         int n = poll(&p, 1, (int)left);
+        waiting_for_client(false);
         if (n >= 0)
             return n > 0 ? 1 : 0;
         if (errno != EINTR)
@@ -2716,7 +2723,7 @@ static void linger_close(struct connection *conn)
 {
     char sink[4096];
     shutdown(conn->fd, SHUT_WR);
-    while (!stop_requested && wait_ready(conn, POLLIN, 1000) == 1 &&
+    while (!cut_short() && wait_ready(conn, POLLIN, 1000) == 1 &&
            recv(conn->fd, sink, sizeof sink, 0) > 0)
         continue;
 }
@@ -2978,9 +2985,9 @@ static int read_request_head(gnutls_session_t s, struct connection *conn, char *
             break;
         }
         ssize_t n = gnutls_record_recv(s, buf + used, cap - used);
-        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !cut_short())
             continue;
-        if (n == 0 && !stop_requested)
+        if (n == 0 && !cut_short())
             note(conn, "no request: the client closed the connection");
         else if (n < 0)
             tls_failure(s, conn, "no request",
@@ -3026,9 +3033,9 @@ static int read_body(gnutls_session_t s, struct connection *conn, struct request
     memcpy(body, early, have);
     while (have < want) {
         ssize_t n = gnutls_record_recv(s, body + have, want - have);
-        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !stop_requested)
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !cut_short())
             continue;
-        if (n == 0 && !stop_requested)
+        if (n == 0 && !cut_short())
             note(conn, "the client closed before its body was complete");
         else if (n < 0)
             tls_failure(s, conn, "reading the body", gnutls_strerror((int)n), (int)n);
@@ -3353,14 +3360,17 @@ static int parse_request(const char *head, size_t len, struct request *req)
  *   - the log: one write() per line (section 8), so lines never mix;
  *   - stop_requested: an atomic flag.
  * Bounds, so that concurrency is not a new way to exhaust the machine:
- *   --max-clients (64): connections in flight.  At the cap the loop stops
- *     accepting until one ends, and new clients wait in the kernel's backlog.
+ *   --max-clients (64): connections in flight.  At the cap, a newcomer
+ *     takes the place of the oldest connection waiting for its client
+ *     (make_room, below); when none is waiting, the loop stops accepting
+ *     until one ends, and new clients wait in the kernel's backlog.
  *     64 is far more than 2 cores can handshake at once with the tutorial's
  *     RSA-4096 key (about 15 ms of CPU each), and 64 idle connections cost
  *     a few MB (README, "Many visitors at once").
  *   --max-per-address (8): a connection over it is closed at once, so that
  *     one visitor can't take every slot: with 100 idle sockets from one
- *     address, Alice from another still gets in.
+ *     address, Alice from another still gets in.  An IPv6 /64 is one
+ *     address here (network_of, below).
  * Signals: SIGINT and SIGTERM are blocked in every thread, and let through
  * only while the accept loop waits in ppoll(), so they are handled in this
  * one place, and one that comes between the loop's look at stop_requested
@@ -3389,9 +3399,33 @@ struct slot {
     pthread_cond_t work;            /* signalled when busy becomes true, or at a stop */
     int fd;
     char peer[INET6_ADDRSTRLEN];
+    char network[INET6_ADDRSTRLEN + 4]; /* what --max-per-address counts: IPv6 by /64 */
+    unsigned long long since;       /* the connection's place in the order of arrival */
+    atomic_bool waiting;            /* its worker waits for the client (section 7) */
+    atomic_bool give_way;           /* the connection must end: a newcomer needs the slot */
     const struct server *srv;
     struct shared_creds *creds;
 };
+
+/* The slot of the worker thread this runs in; NULL in the accept loop. */
+static _Thread_local struct slot *this_slot;
+
+/* Why the server ends this thread's connection before its time, or NULL. */
+static const char *cut_short(void)
+{
+    if (stop_requested)
+        return "the server is stopping";
+    if (this_slot && atomic_load(&this_slot->give_way))
+        return "every slot was taken, and this connection, the oldest waiting for its "
+               "client, gave way to a newcomer (--max-clients)";
+    return NULL;
+}
+
+static void waiting_for_client(bool waiting)
+{
+    if (this_slot)
+        atomic_store(&this_slot->waiting, waiting);
+}
 
 static struct {
     pthread_mutex_t lock;           /* guards every slot, and stopping */
@@ -3875,6 +3909,8 @@ static void *worker(void *arg)
     struct slot *slot = arg;
     char done = 1;
 
+    this_slot = slot;
+
     pthread_mutex_lock(&clients.lock);
     for (;;) {
         while (!slot->busy && !clients.stopping)
@@ -3910,19 +3946,80 @@ static struct slot *free_slot(void)
     return found;
 }
 
-static int in_flight_from(const char *peer)
+/*
+ * Every slot taken: a newcomer takes the place of the connection that has
+ * held its slot longest while waiting for its client (to send its
+ * ClientHello, its request, or to read our answer), as OpenSSH's MaxStartups
+ * and Apache's event MPM guard theirs.  Without this, 8 idle connections
+ * from each of 8 addresses held all 64 slots, and Alice waited in the
+ * backlog until their deadline (4.2 s of the 5).  A connection that is
+ * busy on our side (a signature, a page of part 2) is never the one.  The
+ * chosen one is told, and its socket shut down so that its wait ends at
+ * once; its worker logs "dropped" and frees the slot, and the loop then
+ * accepts.  One at a time: none is chosen while one is still going.
+ */
+static bool make_room(bool do_it)
+{
+    struct slot *oldest = NULL;
+    bool going = false;
+    pthread_mutex_lock(&clients.lock);
+    for (int i = 0; i < clients.count; i++) {
+        struct slot *sl = &clients.slots[i];
+        if (!sl->busy)
+            continue;
+        going |= atomic_load(&sl->give_way);
+        if (atomic_load(&sl->waiting) && !atomic_load(&sl->give_way) &&
+            (oldest == NULL || sl->since < oldest->since))
+            oldest = sl;
+    }
+    if (going)
+        oldest = NULL;
+    if (oldest && do_it) {
+        atomic_store(&oldest->give_way, true);
+        shutdown(oldest->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&clients.lock);
+    return oldest != NULL;
+}
+
+/*
+ * What --max-per-address counts as one client: an IPv4 address, or an
+ * IPv6 /64.  One IPv6 host is routinely given a whole /64 (RFC 7421), and
+ * may pick any of its 2^64 addresses for each connection; counted one by
+ * one, the cap would hold nobody.  Link-local (fe80::/10) and loopback
+ * addresses are kept whole: fe80::/64 is every host on the link.
+ */
+static void network_of(const struct sockaddr_storage *peer, const char *peer_text,
+                       char *out, size_t size)
+{
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)peer;
+    struct in6_addr net;
+    char text[INET6_ADDRSTRLEN];
+    if (peer->ss_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) ||
+        IN6_IS_ADDR_LINKLOCAL(&v6->sin6_addr) || IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)) {
+        snprintf(out, size, "%s", peer_text);
+        return;
+    }
+    net = v6->sin6_addr;
+    memset(net.s6_addr + 8, 0, 8);
+    if (inet_ntop(AF_INET6, &net, text, sizeof text) == NULL)
+        snprintf(text, sizeof text, "?");
+    snprintf(out, size, "%s/64", text);
+}
+
+static int in_flight_from(const char *network)
 {
     int n = 0;
     pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++)
-        n += clients.slots[i].busy && strcmp(clients.slots[i].peer, peer) == 0;
+        n += clients.slots[i].busy && strcmp(clients.slots[i].network, network) == 0;
     pthread_mutex_unlock(&clients.lock);
     return n;
 }
 
 /* Over --max-per-address: close at once, and say so, but at most one line a
  * second, so that a flood of refused connections is not a flood of the log. */
-static void refuse_busy_address(int fd, const char *peer, int max)
+static void refuse_busy_address(int fd, const char *peer, const char *network, int max)
 {
     struct timespec now;
     struct connection conn = {.fd = -1};
@@ -3934,8 +4031,12 @@ static void refuse_busy_address(int fd, const char *peer, int max)
         return;
     }
     snprintf(conn.peer, sizeof conn.peer, "%s", peer);
-    note(&conn, "refused at once: %d connections from this address already (--max-per-address)",
-         max);
+    if (strcmp(peer, network) == 0)
+        note(&conn, "refused at once: %d connections from this address already "
+                    "(--max-per-address)", max);
+    else
+        note(&conn, "refused at once: %d connections from its network %s already "
+                    "(--max-per-address)", max, network);
     if (clients.refused_unlogged > 0)
         note(&conn, "%lu more refused before, not logged", clients.refused_unlogged);
     log_connection(&conn);
@@ -3946,8 +4047,9 @@ static void refuse_busy_address(int fd, const char *peer, int max)
 /* Hand the connection to the slot's worker, starting the worker first if
  * this slot never had one. */
 static void start_connection(struct slot *slot, const struct server *srv, int fd,
-                             const char *peer)
+                             const char *peer, const char *network)
 {
+    static unsigned long long arrivals;
     pthread_mutex_lock(&clients.lock);
     if (!slot->started) {
         int ret = pthread_create(&slot->thread, NULL, worker, slot);
@@ -3965,6 +4067,10 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
     slot->creds = clients.creds;
     slot->creds->users++;
     snprintf(slot->peer, sizeof slot->peer, "%s", peer);
+    snprintf(slot->network, sizeof slot->network, "%s", network);
+    slot->since = ++arrivals;
+    atomic_store(&slot->waiting, false);
+    atomic_store(&slot->give_way, false);
     pthread_cond_signal(&slot->work);
     pthread_mutex_unlock(&clients.lock);
 }
@@ -4012,24 +4118,32 @@ static int accept_loop(const struct server *srv)
     while (!stop_requested) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
-        char peer_text[INET6_ADDRSTRLEN], drain[64];
+        char peer_text[INET6_ADDRSTRLEN], network[INET6_ADDRSTRLEN + 4], drain[64];
 
-        /* Wait for a client, a thread's end, or a stop signal.  At the cap
-         * the listener is left out (fd -1): clients wait in the backlog. */
+        /* Wait for a client, a thread's end, or a stop signal.  At the cap,
+         * the listener is watched only while a connection could make room;
+         * otherwise clients wait in the backlog, and the loop looks again
+         * every 100 ms (a worker may have begun to wait for its client). */
         struct slot *slot = free_slot();
+        bool room = slot != NULL || make_room(false);
         struct pollfd p[2] = {
-            {.fd = slot ? srv->listen_fd : -1, .events = POLLIN},
+            {.fd = room ? srv->listen_fd : -1, .events = POLLIN},
             {.fd = clients.done_pipe[0], .events = POLLIN},
         };
-        if (ppoll(p, 2, NULL, &wait_mask) < 0) {
+        struct timespec look_again = {.tv_nsec = 100 * 1000000L};
+        if (ppoll(p, 2, room ? NULL : &look_again, &wait_mask) < 0) {
             if (errno != EINTR)     /* EINTR: the loop's test sees stop_requested */
                 pause_after("waiting for clients");
             continue;
         }
         while (read(clients.done_pipe[0], drain, sizeof drain) > 0)
             continue;
-        if (slot == NULL || !(p[0].revents & POLLIN))
+        if (!(p[0].revents & POLLIN))
             continue;
+        if (slot == NULL) {
+            make_room(true);        /* the newcomer is accepted once its slot is free */
+            continue;
+        }
         /* the listener does not block: a client that left between ppoll
          * and accept gives EAGAIN instead of a wait for the next one */
         int fd = accept(srv->listen_fd, (struct sockaddr *)&peer, &len);
@@ -4039,11 +4153,12 @@ static int accept_loop(const struct server *srv)
             continue;
         }
         describe_peer(&peer, len, peer_text, sizeof peer_text);
-        if (in_flight_from(peer_text) >= srv->opts->max_per_address) {
-            refuse_busy_address(fd, peer_text, srv->opts->max_per_address);
+        network_of(&peer, peer_text, network, sizeof network);
+        if (in_flight_from(network) >= srv->opts->max_per_address) {
+            refuse_busy_address(fd, peer_text, network, srv->opts->max_per_address);
         } else {
             reload_if_crl_changed();
-            start_connection(slot, srv, fd, peer_text);
+            start_connection(slot, srv, fd, peer_text, network);
         }
     }
     stop_connections();
@@ -4262,9 +4377,11 @@ static void usage(FILE *out)
         "                     the tutorial's rejectUnauthorized: true: refuse a client\n"
         "                     without a trusted certificate inside the TLS handshake,\n"
         "                     with an alert and no page\n"
-        "  --max-clients N    connections served at once (default %d); more wait\n"
-        "  --max-per-address N  of those, from one client address (default %d); more\n"
-        "                     are closed at once\n"
+        "  --max-clients N    connections served at once (default %d); a newcomer\n"
+        "                     takes the place of the oldest waiting for its client,\n"
+        "                     or waits\n"
+        "  --max-per-address N  of those, from one client address, or IPv6 /64\n"
+        "                     (default %d); more are closed at once\n"
         "Part 2, the server issues and revokes certificates (signed by DIR/server_cert.pem\n"
         "with DIR/server_key.pem):\n"
         "  --enroll           serve /enroll, /certificates, /revoke and /add-device as well\n"

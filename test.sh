@@ -730,6 +730,23 @@ wait_connections 0 || true     # the flood's 8 end at their deadline
 
 stop_server
 
+# Many addresses, and IPv6 networks: in a network of its own (tests/netns.sh
+# gives its loopback these IPv6 addresses), tests/crowd.sh, whose ok/FAIL
+# lines count here.
+crowd=$(tests/netns.sh 2001:db8:1::1 2001:db8:1::2 2001:db8:1::3 2001:db8:1::ffff:4 2001:db8:2::1 \
+    -- tests/crowd.sh "$certs" 2>&1)
+crowd_status=$?
+while IFS= read -r line; do
+    case $line in
+        "ok   "*) ok "${line#ok   }" ;;
+        "FAIL "*) fail "${line#FAIL }" ;;
+        "#"*|"       "*) echo "$line" ;;
+    esac
+done <<<"$crowd"
+if [ "$crowd_status" != 0 ] && ! grep -q '^FAIL ' <<<"$crowd"; then
+    fail "tests/crowd.sh runs" "exit $crowd_status: ${crowd:0:300}"
+fi
+
 # 16 clients at once (Alice, Bob, none), CONCURRENT_CONNECTIONS in all; all
 # from 127.0.0.1, so the cap per address is raised to let all 16 in (and
 # the connections each has just closed, while their threads finish)
@@ -798,19 +815,26 @@ log_has "  ... and logged" '^127\.0\.0\.3 - "" - refused at once: 3 connections 
 wait "$flood_pid" 2>/dev/null
 stop_server
 
-start_idle_server --timeout 2 --max-clients 2 --max-per-address 10
-flood_from 127.0.0.4 --idle 2 --dribble 0 --hold 4
+# --max-clients 2, both slots held by idle clients, first 127.0.0.4, then
+# 127.0.0.5, with a deadline of 30 s: Alice does not wait it out; the
+# oldest, 127.0.0.4's, gives way to her
+start_idle_server --timeout 30 --max-clients 2
+flood_from 127.0.0.4 --idle 1 --dribble 0 --hold 40
+flood4_pid=$flood_pid
+wait_connections 1
+flood_from 127.0.0.5 --idle 1 --dribble 0 --hold 40
 wait_connections 2
-expect "--max-clients 2, both taken: Alice waits for a slot, then is welcome" 200 "$HELLO" \
+expect "--max-clients 2, both held by idle clients (deadline 30 s): Alice is welcome" 200 "$HELLO" \
     "${ALICE_P12[@]}" "$(url /authenticate)"
-# her line comes after both idle clients were cut off at their deadline
-order=$(grep -nE '^127\.0\.0\.4 |admitted "CN=Alice"' "$log" | cut -d' ' -f1 | tr '\n' ' ')
-if [[ $order == *"127.0.0.4 "*"127.0.0.4 "*"127.0.0.1 "* ]]; then
-    ok "  ... she was served once a slot was free (log order: $order)"
+order=$(grep -E '^127\.0\.0\.[45] |admitted "CN=Alice"' "$log" | cut -d' ' -f1 | tr '\n' ' ')
+if [ "$order" = "127.0.0.4 127.0.0.1 " ] &&
+    grep -q '^127\.0\.0\.4 - "" - dropped: every slot was taken, and this connection, the oldest waiting for its client, gave way' "$log"; then
+    ok "  ... the oldest (127.0.0.4's) gave way to her, and says so (log order: $order)"
 else
-    fail "  ... she was served once a slot was free" "log order: $order" "$(tail -n 4 "$log")"
+    fail "  ... the oldest (127.0.0.4's) gave way to her" "log order: $order" "$(tail -n 4 "$log")"
 fi
-wait "$flood_pid" 2>/dev/null
+kill "$flood4_pid" "$flood_pid" 2>/dev/null
+wait "$flood4_pid" "$flood_pid" 2>/dev/null
 stop_server
 
 start_idle_server --timeout 5 --max-per-address 64

@@ -4,7 +4,7 @@
 Not part of the lesson.  Plays the mischievous student of issue "many
 visitors at once": from --source (an address of the loopback range, e.g.
 127.0.0.2, so that the server sees another client than the test's own
-127.0.0.1), it opens --idle TCP connections that never say a word and
+127.0.0.1; or an IPv6 address of this machine, to ::1), it opens --idle TCP connections that never say a word and
 --dribble TLS connections that finish the handshake and then send a request
 one byte a second, interleaved, and holds them for --hold seconds.
 
@@ -27,10 +27,12 @@ import time
 
 
 def connect(source, port):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A TCP connection from source: 127.x.y.z to 127.0.0.1, IPv6 to ::1."""
+    family, target = (socket.AF_INET6, "::1") if ":" in source else (socket.AF_INET, "127.0.0.1")
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.bind((source, 0))
     sock.settimeout(5)
-    sock.connect(("127.0.0.1", port))
+    sock.connect((target, port))
     return sock
 
 
@@ -68,8 +70,9 @@ def main():
     parser.add_argument("--hold", type=float, default=6)
     parser.add_argument("--ready-file")
     args = parser.parse_args()
-    if not args.source.startswith("127."):
-        parser.error("--source must be a loopback address (127.x.y.z)")
+    if not args.source.startswith("127.") and ":" not in args.source:
+        parser.error("--source must be a loopback address (127.x.y.z) or an IPv6 address "
+                     "of this machine (::1, or one tests/netns.sh gives it)")
 
     until = time.monotonic() + args.hold
     idle, threads = [], []
