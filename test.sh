@@ -653,17 +653,23 @@ fi
 log_has "SIGTERM: the connection in flight is dropped and logged" '^127\.0\.0\.1 - "" - .*dropped: the server is stopping$'
 
 echo "# a closed log: the server outlives whatever reads it"
-# ./server 2> >(head -c 300 >/dev/null): the reader goes after 300 bytes.
+# ./server 2> >(head -c 300 >/dev/null), as dd so that the start-up lines
+# (among them "listening on" and the port) reach a file at once: the reader
+# goes after 300 bytes.
 # The server must keep serving (no SIGPIPE death) and say so once on stdout.
 # valgrind's own report goes to a file of its own, and is checked here.
-port=$(free_port)
 wrapper=()
 # shellcheck disable=SC2206   # SERVER_WRAPPER is a command line to split
 [ -n "${SERVER_WRAPPER:-}" ] && wrapper=($SERVER_WRAPPER "--log-file=$work/closed-log.valgrind")
-"${wrapper[@]}" "$SERVER" --port "$port" --certs "$certs" >"$work/closed-log.out" \
-    2> >(head -c 300 >/dev/null) &
+"${wrapper[@]}" "$SERVER" --port 0 --certs "$certs" >"$work/closed-log.out" \
+    2> >(dd bs=1 count=300 status=none of="$work/closed-log.head") &
 server_pid=$!
-for _ in $(seq 300); do curl -s -o /dev/null --max-time 2 --cacert "$certs/server_cert.pem" "$(url /)" && break; sleep 0.1; done
+port=
+for _ in $(seq 300); do
+    port=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$work/closed-log.head" 2>/dev/null)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
 codes=
 for _ in $(seq 10); do
     codes+="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max_time" --cacert "$certs/server_cert.pem" \
