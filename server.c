@@ -2862,21 +2862,76 @@ static size_t format_log_line(const struct connection *conn, char *line, size_t 
     return len;
 }
 
-/* The log's reader went away (`./server 2>&1 | head` once head is done),
- * or its disk is full.  The server outlives its log: SIGPIPE is ignored
- * (section 10), so a write to a closed pipe fails with EPIPE instead of
- * killing the server; the line is lost, and the first loss is said once,
- * on standard output, or to syslog if that is gone too. */
-static void log_lost(int err)
+/*
+ * The server outlives its log.  A reader that goes away (`./server 2>&1 |
+ * head`, once head is done) makes a write fail: SIGPIPE is ignored (section
+ * 10), so it fails with EPIPE instead of killing the server.  A reader that
+ * stops reading without going away (`| less` left on its first screen)
+ * fills the pipe, and a plain write() would then wait in every worker, for
+ * ever: nobody served, and a stop that waits for workers that never end.
+ * So a line is written only if the log can take it now (poll, no wait);
+ * one it can't take is dropped and counted, and the count is written first
+ * when it takes lines again.  One lock makes "can take it" and the write
+ * one step.  Each kind of trouble is said once, on standard output if that
+ * can take it now, otherwise to syslog.
+ */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long log_dropped;       /* lines the log could not take; under log_lock */
+
+static void say_once(atomic_flag *said, const char *trouble)
 {
-    static atomic_flag said = ATOMIC_FLAG_INIT;
-    char text[160];
-    if (atomic_flag_test_and_set(&said))
+    char text[200];
+    if (atomic_flag_test_and_set(said))
         return;
-    int n = snprintf(text, sizeof text, "server: the log (standard error) is gone: %s; "
-                                        "serving on without it\n", strerror(err));
-    if (write(STDOUT_FILENO, text, (size_t)n) < 0)
+    int n = snprintf(text, sizeof text, "server: the log (standard error) %s; "
+                                        "serving on without it\n", trouble);
+    struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT) || write(STDOUT_FILENO, text, (size_t)n) < 0)
         syslog(LOG_WARNING, "%s", text);
+}
+
+/* Write one whole line to the log, or drop it; never wait. */
+static void log_write(const char *line, size_t len)
+{
+    static atomic_flag said_gone = ATOMIC_FLAG_INIT, said_full = ATOMIC_FLAG_INIT;
+    char count[120];
+    pthread_mutex_lock(&log_lock);
+    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+    if (poll(&p, 1, 0) == 0) {              /* full: its reader is not reading */
+        log_dropped++;
+        pthread_mutex_unlock(&log_lock);
+        say_once(&said_full, "is full: its reader is not reading; lines are dropped");
+        return;
+    }
+    if (log_dropped > 0) {
+        int n = snprintf(count, sizeof count, "server: %lu log lines dropped: the log was full\n",
+                         log_dropped);
+        if (write(STDERR_FILENO, count, (size_t)n) == n)
+            log_dropped = 0;
+    }
+    ssize_t n;
+    while ((n = write(STDERR_FILENO, line, len)) < 0 && errno == EINTR)
+        continue;
+    int err = errno;
+    pthread_mutex_unlock(&log_lock);
+    if (n < 0 && err != EAGAIN) {
+        snprintf(count, sizeof count, "cannot be written: %s", strerror(err));
+        say_once(&said_gone, err == EPIPE ? "is gone: its reader closed it" : count);
+    }
+}
+
+/* A line of the server's own ("server: ...") while it serves. */
+static void log_say(const char *format, ...) __attribute__((format(printf, 1, 2)));
+static void log_say(const char *format, ...)
+{
+    char line[512] = "server: ";
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(line + 8, sizeof line - 9, format, ap);
+    va_end(ap);
+    size_t len = strlen(line);
+    line[len++] = '\n';
+    log_write(line, len);
 }
 
 /* One write() per line, so that lines never mix, whoever else writes. */
@@ -2884,12 +2939,7 @@ static void log_connection(const struct connection *conn)
 {
     char line[1024];
     size_t len = format_log_line(conn, line, sizeof line);
-    while (write(STDERR_FILENO, line, len) < 0) {
-        if (errno != EINTR) {
-            log_lost(errno);
-            return;
-        }
-    }
+    log_write(line, len);
 }
 
 /* ======================= 9. HTTP: the request, by hand =================== */
@@ -3753,11 +3803,11 @@ static void reload_if_crl_changed(void)
         }
         free(text.data);
         if (with_crl < 0) {
-            fprintf(stderr, "server: %s changed, but %s: the credentials loaded before stay "
-                            "in force\n", o->crl_file, sc ? why : strerror(ENOMEM));
+            log_say("%s changed, but %s: the credentials loaded before stay in force",
+                    o->crl_file, sc ? why : strerror(ENOMEM));
             free(sc);
         } else {
-            fprintf(stderr, "server: %s changed: loading the credentials anew\n", o->crl_file);
+            log_say("%s changed: loading the credentials anew", o->crl_file);
             clients.crl_in_force = with_crl;
             free_marks(clients.marks, clients.mark_count);
             memcpy(clients.marks, marks, sizeof marks[0] * (size_t)count);
@@ -4055,7 +4105,7 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
         int ret = pthread_create(&slot->thread, NULL, worker, slot);
         if (ret != 0) {
             pthread_mutex_unlock(&clients.lock);
-            fprintf(stderr, "server: no thread for a client from %s: %s\n", peer, strerror(ret));
+            log_say("no thread for a client from %s: %s", peer, strerror(ret));
             close(fd);
             return;
         }
@@ -4100,7 +4150,7 @@ static void stop_connections(void)
  * or memory), rather than a loop that spins on it. */
 static void pause_after(const char *what)
 {
-    fprintf(stderr, "server: %s: %s\n", what, strerror(errno));
+    log_say("%s: %s", what, strerror(errno));
     nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
 }
 
@@ -4582,7 +4632,7 @@ int main(int argc, char **argv)
                         "is refused in the handshake, with no page\n");
     fprintf(stderr, "server: listening on https://localhost:%d/ (Ctrl-C stops)\n", port);
     int status = accept_loop(&srv) < 0 ? 1 : 0;
-    fprintf(stderr, "server: stopped\n");
+    log_say("stopped");
     free_creds();
     free_server(&srv);
     free_issuer(&ca);

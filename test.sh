@@ -679,7 +679,7 @@ kill -TERM "$server_pid"
 wait "$server_pid"
 status=$?
 server_pid=
-said=$(grep -c '^server: the log (standard error) is gone: Broken pipe; serving on without it$' "$work/closed-log.out")
+said=$(grep -c '^server: the log (standard error) is gone: its reader closed it; serving on without it$' "$work/closed-log.out")
 if [ "$codes" = "200 200 200 200 200 200 200 200 200 200 " ] && [ "$status" = 0 ] && [ "$said" = 1 ]; then
     ok "log reader gone after 300 bytes: 10 more visits answered 200, exit 0 at SIGTERM, said once on stdout"
 else
@@ -692,6 +692,47 @@ if [ -n "${SERVER_WRAPPER:-}" ]; then
     else
         fail "  ... valgrind: 0 errors" "$(grep -A3 'ERROR SUMMARY' "$work/closed-log.valgrind")"
     fi
+fi
+
+# A reader that stops reading without closing (| less on its first screen):
+# tests/stalled_log.py shrinks the pipe to 4 KiB and stops after the port.
+# 150 connections that close at once write about 7 KiB of lines: a server
+# that waits for the log stops serving there (and a stop waits for ever).
+mkfifo "$work/stalled"
+python3 tests/stalled_log.py "$work/stalled" "$work/stalled.port" "$work/stalled.log" &
+holder_pid=$!
+# shellcheck disable=SC2206
+[ -n "${SERVER_WRAPPER:-}" ] && wrapper=($SERVER_WRAPPER "--log-file=$work/stalled.valgrind")
+"${wrapper[@]}" "$SERVER" --port 0 --certs "$certs" >"$work/stalled.out" 2>"$work/stalled" &
+server_pid=$!
+for _ in $(seq 300); do [ -s "$work/stalled.port" ] && break; sleep 0.1; done
+port=$(cat "$work/stalled.port" 2>/dev/null)
+python3 -c 'import socket, sys
+for i in range(150):     # each from an address of its own: no --max-per-address refusals
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), source_address=("127.0.3.%d" % (i + 1), 0)).close()' \
+    "${port:-1}" 2>/dev/null
+fetch "${ALICE_P12[@]}" "$(url /authenticate)"
+if [ "$code" = 200 ] && [[ $body == *"$HELLO"* ]] &&
+    grep -qx 'server: the log (standard error) is full: its reader is not reading; lines are dropped; serving on without it' "$work/stalled.out"; then
+    ok "log reader stalled (the pipe full): Alice is still welcome, and stdout says once that lines are dropped"
+else
+    fail "log reader stalled: Alice is still welcome, stdout says so" "got $code ${body:0:100}" \
+        "stdout: $(head -c 300 "$work/stalled.out")"
+fi
+kill -USR1 "$holder_pid"                # the reader reads again
+for _ in $(seq 100); do [ -e "$work/stalled.log.resumed" ] && break; sleep 0.1; done
+fetch "${ALICE_P12[@]}" "$(url /authenticate)"
+kill -TERM "$server_pid"
+wait "$server_pid"
+status=$?
+server_pid=
+wait "$holder_pid"
+if [ "$status" = 0 ] && grep -Eq '^server: [0-9]+ log lines dropped: the log was full$' "$work/stalled.log" &&
+    [ "$(tail -n 1 "$work/stalled.log")" = "server: stopped" ]; then
+    ok "  ... reading again, the log says how many lines were dropped; SIGTERM: exit 0 (\"$(grep 'lines dropped' "$work/stalled.log")\")"
+else
+    fail "  ... reading again: the count of dropped lines, exit 0 at SIGTERM" "exit $status" \
+        "log: $(tail -n 3 "$work/stalled.log")"
 fi
 
 echo "# many visitors at once: a worker thread per connection in flight, with caps"
