@@ -123,14 +123,16 @@ struct options {
  *   the key, and it skips today's date and revocation checks.  GnuTLS only
  *   resumes when asked to, so we simply never ask: no session tickets
  *   (gnutls_session_ticket_enable_server) and no session cache (gnutls_db_*).
- * - In TLS 1.2, only forward-secret key exchange (ECDHE) and AEAD ciphers
- *   (AES-GCM, ChaCha20-Poly1305): part 2 sends private keys and passphrases
- *   over these connections.  "NORMAL" also offers RSA key exchange (whoever
- *   later gets the server's key decrypts every session recorded before),
- *   DHE-RSA (forward secret, but slow, and every client we test speaks
- *   ECDHE), and CBC with SHA-1 (MAC-then-encrypt: the padding oracles of
- *   Lucky13).  TLS 1.3's suites are all AEAD, with an ephemeral key
- *   exchange: left as NORMAL has them.
+ * - In TLS 1.2, only forward-secret key exchange (ECDHE) and ciphers that
+ *   encrypt and authenticate in one step (AEAD: AES-GCM, ChaCha20-Poly1305,
+ *   and AES-CCM with an ECDSA key): part 2 sends private keys and
+ *   passphrases over these connections.  "NORMAL" also offers -RSA, RSA key
+ *   exchange (not RSA certificates: whoever later gets the server's key
+ *   decrypts every session recorded before), -DHE-RSA (forward secret, but
+ *   slow, and every client we test speaks ECDHE), and CBC (MAC-then-encrypt:
+ *   the padding oracles of Lucky13), whose suites are the only ones with a
+ *   SHA-1 MAC (-SHA1).  TLS 1.3's suites are all AEAD, with an ephemeral
+ *   key exchange: left as NORMAL has them.
  * - No renegotiation: a TLS 1.2 client that asks for a new handshake ends
  *   its connection (see read_request_head); we never call gnutls_handshake
  *   twice.
