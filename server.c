@@ -2632,7 +2632,8 @@ static long ms_left(const struct connection *conn)
            (conn->deadline.tv_nsec - now.tv_nsec) / 1000000L;
 }
 
-static void waiting_for_client(bool waiting);
+static void set_waiting_for_client(bool waiting);
+static void heard_from_client(void);
 
 /* Wait until the socket is ready for `events` or the deadline (or `limit_ms`)
  * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = the server cuts
@@ -2653,9 +2654,9 @@ static int wait_ready(struct connection *conn, short events, long limit_ms)
         if (limit_ms >= 0 && limit_ms < left)
             left = limit_ms;
         struct pollfd p = {.fd = conn->fd, .events = events};
-        waiting_for_client(true);
+        set_waiting_for_client(true);
         int n = poll(&p, 1, (int)left);
-        waiting_for_client(false);
+        set_waiting_for_client(false);
         if (n >= 0)
             return n > 0 ? 1 : 0;
         if (errno != EINTR)
@@ -2673,8 +2674,10 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
 {
     struct connection *conn = ptr;
     ssize_t n = recv(conn->fd, buf, size, 0);
-    if (n > 0)
+    if (n > 0) {
         conn->bytes_in += (unsigned long)n;
+        heard_from_client();
+    }
     return n;
 }
 
@@ -2685,7 +2688,8 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
  * that stops reading holds us until the deadline, no longer.
  * MSG_NOSIGNAL: a client that resets the connection makes sendmsg() fail
  * with EPIPE instead of raising SIGPIPE, which would kill the whole server
- * (main ignores SIGPIPE too, for the log's sake; this says it here). */
+ * (main also ignores SIGPIPE, for the log's sake, section 8; the flag
+ * keeps this function safe without that). */
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 {
     struct connection *conn = ptr;
@@ -3412,10 +3416,10 @@ static int parse_request(const char *head, size_t len, struct request *req)
  *   - the log: one write() per line (section 8), so lines never mix;
  *   - stop_requested: an atomic flag.
  * Bounds, so that concurrency is not a new way to exhaust the machine:
- *   --max-clients (64): connections in flight.  At the cap, a newcomer
- *     takes the place of the oldest connection waiting for its client
- *     (make_room, below); when none is waiting, the loop stops accepting
- *     until one ends, and new clients wait in the kernel's backlog.
+ *   --max-clients (64): connections in flight.  At the cap, one that
+ *     waits for its client gives way to a newcomer (make_room, below);
+ *     when none is waiting, the newcomer waits for a slot, and clients
+ *     after it in the kernel's backlog.
  *     64 is far more than 2 cores can handshake at once with the tutorial's
  *     RSA-4096 key (about 15 ms of CPU each), and 64 idle connections cost
  *     a few MB (README, "Many visitors at once").
@@ -3454,6 +3458,7 @@ struct slot {
     char network[INET6_ADDRSTRLEN + 4]; /* what --max-per-address counts: IPv6 by /64 */
     unsigned long long since;       /* the connection's place in the order of arrival */
     atomic_bool waiting;            /* its worker waits for the client (section 7) */
+    atomic_bool heard;              /* the client has sent a byte */
     atomic_bool give_way;           /* the connection must end: a newcomer needs the slot */
     const struct server *srv;
     struct shared_creds *creds;
@@ -3462,21 +3467,30 @@ struct slot {
 /* The slot of the worker thread this runs in; NULL in the accept loop. */
 static _Thread_local struct slot *this_slot;
 
-/* Why the server ends this thread's connection before its time, or NULL. */
+/* Why the server ends this thread's connection before its time; NULL
+ * while it doesn't. */
 static const char *cut_short(void)
 {
     if (stop_requested)
         return "the server is stopping";
     if (this_slot && atomic_load(&this_slot->give_way))
-        return "every slot was taken, and this connection, the oldest waiting for its "
-               "client, gave way to a newcomer (--max-clients)";
+        return "every slot was taken, and this connection gave way to a newcomer "
+               "(--max-clients)";
     return NULL;
 }
 
-static void waiting_for_client(bool waiting)
+/* What make_room (below) goes by: is the worker waiting for its client
+ * now (section 7's wait_ready), and has the client sent a byte yet. */
+static void set_waiting_for_client(bool waiting)
 {
     if (this_slot)
         atomic_store(&this_slot->waiting, waiting);
+}
+
+static void heard_from_client(void)
+{
+    if (this_slot)
+        atomic_store(&this_slot->heard, true);
 }
 
 static struct {
@@ -3999,47 +4013,70 @@ static struct slot *free_slot(void)
 }
 
 /*
- * Every slot taken: a newcomer takes the place of the connection that has
- * held its slot longest while waiting for its client (to send its
- * ClientHello, its request, or to read our answer), as OpenSSH's MaxStartups
- * and Apache's event MPM guard theirs.  Without this, 8 idle connections
- * from each of 8 addresses held all 64 slots, and Alice waited in the
- * backlog until their deadline (4.2 s of the 5).  A connection that is
- * busy on our side (a signature, a page of part 2) is never the one.  The
- * chosen one is told, and its socket shut down so that its wait ends at
- * once; its worker logs "dropped" and frees the slot, and the loop then
- * accepts.  One at a time: none is chosen while one is still going.
+ * Every slot taken.  Without more, 8 idle connections from each of 8
+ * addresses held all 64 slots, and Alice waited in the backlog until their
+ * deadline (4.2 s of 5).  So the accept loop takes the newcomer (and refuses
+ * it at once if its address has its share already), then makes room: one
+ * connection whose worker is waiting for its client right now (for a
+ * ClientHello, a request, or for it to read our answer) gives way.  Which
+ * one: first, one whose client has not sent a byte yet, the first of those
+ * to arrive; else one from the address holding the most slots, the first
+ * of those to arrive.  Not simply the first to arrive: a crowd that keeps
+ * opening new connections would then push out Alice's, the newest only
+ * for a moment, while her browser asks her which certificate to send.
+ * Silent ones first: a crowd that says something costs us a signature per
+ * connection (section 1), a flood of work no choice of slots can answer.  The one chosen is flagged and its socket
+ * shut down, so that its wait ends at once (its client just sees the
+ * connection close); its worker logs "dropped" and frees the slot for the
+ * newcomer.  One at a time: none is chosen while one is still going.
+ * A worker busy on our side (a signature, a page of part 2) is not
+ * waiting, so it is not chosen; one that stops waiting just as it is
+ * chosen is cut short all the same.
  */
-static bool make_room(bool do_it)
+static int slots_held_by(const char *network);
+
+static bool make_room(void)
 {
-    struct slot *oldest = NULL;
-    bool going = false;
+    struct slot *chosen = NULL;
+    int chosen_held = 0;
+    bool chosen_silent = false;
     pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++) {
         struct slot *sl = &clients.slots[i];
-        if (!sl->busy)
+        if (sl->busy && atomic_load(&sl->give_way)) {
+            chosen = NULL;          /* one is going already */
+            break;
+        }
+        if (!sl->busy || !atomic_load(&sl->waiting))
             continue;
-        going |= atomic_load(&sl->give_way);
-        if (atomic_load(&sl->waiting) && !atomic_load(&sl->give_way) &&
-            (oldest == NULL || sl->since < oldest->since))
-            oldest = sl;
+        char byte;      /* sent, if not read yet: it counts */
+        bool silent = !atomic_load(&sl->heard) &&
+                      recv(sl->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+        int held = silent ? 0 : slots_held_by(sl->network);
+        bool before = chosen == NULL || (silent && !chosen_silent) ||
+                      (silent == chosen_silent &&
+                       (held > chosen_held || (held == chosen_held && sl->since < chosen->since)));
+        if (before) {
+            chosen = sl;
+            chosen_held = held;
+            chosen_silent = silent;
+        }
     }
-    if (going)
-        oldest = NULL;
-    if (oldest && do_it) {
-        atomic_store(&oldest->give_way, true);
-        shutdown(oldest->fd, SHUT_RDWR);
+    if (chosen) {
+        atomic_store(&chosen->give_way, true);
+        shutdown(chosen->fd, SHUT_RDWR);
     }
     pthread_mutex_unlock(&clients.lock);
-    return oldest != NULL;
+    return chosen != NULL;
 }
 
 /*
  * What --max-per-address counts as one client: an IPv4 address, or an
  * IPv6 /64.  One IPv6 host is routinely given a whole /64 (RFC 7421), and
  * may pick any of its 2^64 addresses for each connection; counted one by
- * one, the cap would hold nobody.  Link-local (fe80::/10) and loopback
- * addresses are kept whole: fe80::/64 is every host on the link.
+ * one, the cap would hold nobody.  Link-local addresses (fe80::/64) too:
+ * a host may take as many as it likes, so every host on the link shares
+ * one cap.  Only ::1 is kept whole.
  */
 static void network_of(const struct sockaddr_storage *peer, const char *peer_text,
                        char *out, size_t size)
@@ -4048,7 +4085,7 @@ static void network_of(const struct sockaddr_storage *peer, const char *peer_tex
     struct in6_addr net;
     char text[INET6_ADDRSTRLEN];
     if (peer->ss_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) ||
-        IN6_IS_ADDR_LINKLOCAL(&v6->sin6_addr) || IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)) {
+        IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)) {
         snprintf(out, size, "%s", peer_text);
         return;
     }
@@ -4059,12 +4096,19 @@ static void network_of(const struct sockaddr_storage *peer, const char *peer_tex
     snprintf(out, size, "%s/64", text);
 }
 
-static int in_flight_from(const char *network)
+/* Connections in flight from this network; under clients.lock. */
+static int slots_held_by(const char *network)
 {
     int n = 0;
-    pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++)
         n += clients.slots[i].busy && strcmp(clients.slots[i].network, network) == 0;
+    return n;
+}
+
+static int in_flight_from(const char *network)
+{
+    pthread_mutex_lock(&clients.lock);
+    int n = slots_held_by(network);
     pthread_mutex_unlock(&clients.lock);
     return n;
 }
@@ -4084,11 +4128,11 @@ static void refuse_busy_address(int fd, const char *peer, const char *network, i
     }
     snprintf(conn.peer, sizeof conn.peer, "%s", peer);
     if (strcmp(peer, network) == 0)
-        note(&conn, "refused at once: %d connections from this address already "
-                    "(--max-per-address)", max);
+        note(&conn, "refused at once: %d connection%s from this address already "
+                    "(--max-per-address)", max, max == 1 ? "" : "s");
     else
-        note(&conn, "refused at once: %d connections from its network %s already "
-                    "(--max-per-address)", max, network);
+        note(&conn, "refused at once: %d connection%s from its network %s already "
+                    "(--max-per-address)", max, max == 1 ? "" : "s", network);
     if (clients.refused_unlogged > 0)
         note(&conn, "%lu more refused before, not logged", clients.refused_unlogged);
     log_connection(&conn);
@@ -4122,6 +4166,7 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
     snprintf(slot->network, sizeof slot->network, "%s", network);
     slot->since = ++arrivals;
     atomic_store(&slot->waiting, false);
+    atomic_store(&slot->heard, false);
     atomic_store(&slot->give_way, false);
     pthread_cond_signal(&slot->work);
     pthread_mutex_unlock(&clients.lock);
@@ -4167,35 +4212,46 @@ static int accept_loop(const struct server *srv)
     }
     for (int i = 0; i < clients.count; i++)
         pthread_cond_init(&clients.slots[i].work, NULL);
+    /* a newcomer accepted while every slot was taken, until one is free */
+    struct newcomer {
+        int fd;
+        char peer[INET6_ADDRSTRLEN], network[INET6_ADDRSTRLEN + 4];
+    } next = {.fd = -1};
     while (!stop_requested) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
-        char peer_text[INET6_ADDRSTRLEN], network[INET6_ADDRSTRLEN + 4], drain[64];
+        char drain[64];
 
-        /* Wait for a client, a thread's end, or a stop signal.  At the cap,
-         * the listener is watched only while a connection could make room;
-         * otherwise clients wait in the backlog, and the loop looks again
-         * every 100 ms (a worker may have begun to wait for its client). */
         struct slot *slot = free_slot();
-        bool room = slot != NULL || make_room(false);
+        if (next.fd >= 0 && slot) {
+            reload_if_crl_changed();
+            start_connection(slot, srv, next.fd, next.peer, next.network);
+            next.fd = -1;
+            continue;
+        }
+        /* Wait for a client (not while a newcomer waits for its slot), a
+         * worker's end, or a stop signal.  A newcomer that waits looks
+         * again every 100 ms for a connection to make room: one that was
+         * busy on our side may have begun to wait for its client. */
         struct pollfd p[2] = {
-            {.fd = room ? srv->listen_fd : -1, .events = POLLIN},
+            {.fd = next.fd < 0 ? srv->listen_fd : -1, .events = POLLIN},
             {.fd = clients.done_pipe[0], .events = POLLIN},
         };
         struct timespec look_again = {.tv_nsec = 100 * 1000000L};
-        if (ppoll(p, 2, room ? NULL : &look_again, &wait_mask) < 0) {
+        if (ppoll(p, 2, next.fd >= 0 ? &look_again : NULL, &wait_mask) < 0) {
             if (errno != EINTR)     /* EINTR: the loop's test sees stop_requested */
                 pause_after("waiting for clients");
             continue;
         }
         while (read(clients.done_pipe[0], drain, sizeof drain) > 0)
             continue;
-        if (!(p[0].revents & POLLIN))
-            continue;
-        if (slot == NULL) {
-            make_room(true);        /* the newcomer is accepted once its slot is free */
+        if (next.fd >= 0) {
+            if (free_slot() == NULL)
+                make_room();
             continue;
         }
+        if (!(p[0].revents & POLLIN))
+            continue;
         /* the listener does not block: a client that left between ppoll
          * and accept gives EAGAIN instead of a wait for the next one */
         int fd = accept(srv->listen_fd, (struct sockaddr *)&peer, &len);
@@ -4204,19 +4260,22 @@ static int accept_loop(const struct server *srv)
                 pause_after("accept");
             continue;
         }
-        describe_peer(&peer, len, peer_text, sizeof peer_text);
-        network_of(&peer, peer_text, network, sizeof network);
-        if (in_flight_from(network) >= srv->opts->max_per_address) {
-            refuse_busy_address(fd, peer_text, network, srv->opts->max_per_address);
-        } else {
-            reload_if_crl_changed();
-            start_connection(slot, srv, fd, peer_text, network);
+        describe_peer(&peer, len, next.peer, sizeof next.peer);
+        network_of(&peer, next.peer, next.network, sizeof next.network);
+        if (in_flight_from(next.network) >= srv->opts->max_per_address) {
+            refuse_busy_address(fd, next.peer, next.network, srv->opts->max_per_address);
+            continue;
         }
+        next.fd = fd;               /* served at the top of the loop, once a slot is free */
+        if (slot == NULL)
+            make_room();
     }
+    if (next.fd >= 0)
+        close(next.fd);
     stop_connections();
     if (clients.refused_unlogged > 0)
-        fprintf(stderr, "server: %lu more connections refused at once (--max-per-address), "
-                        "not logged\n", clients.refused_unlogged);
+        log_say("%lu more connections refused at once (--max-per-address), not logged",
+                clients.refused_unlogged);
     close(clients.done_pipe[0]);
     close(clients.done_pipe[1]);
     free(clients.slots);
@@ -4429,9 +4488,10 @@ static void usage(FILE *out)
         "                     the tutorial's rejectUnauthorized: true: refuse a client\n"
         "                     without a trusted certificate inside the TLS handshake,\n"
         "                     with an alert and no page\n"
-        "  --max-clients N    connections served at once (default %d); a newcomer\n"
-        "                     takes the place of the oldest waiting for its client,\n"
-        "                     or waits\n"
+        "  --max-clients N    connections served at once (default %d); when all are\n"
+        "                     taken, one that waits for its client is closed to make\n"
+        "                     room (README, \"Many visitors at once\"), or the\n"
+        "                     newcomer waits\n"
         "  --max-per-address N  of those, from one client address, or IPv6 /64\n"
         "                     (default %d); more are closed at once\n"
         "Part 2, the server issues and revokes certificates (signed by DIR/server_cert.pem\n"

@@ -863,19 +863,29 @@ wait "$flood_pid" 2>/dev/null
 stop_server
 
 # --max-clients 2, both slots held by idle clients, first 127.0.0.4, then
-# 127.0.0.5, with a deadline of 30 s: Alice does not wait it out; the
-# oldest, 127.0.0.4's, gives way to her
-start_idle_server --timeout 30 --max-clients 2
+# 127.0.0.5, with a deadline of 30 s: a second from 127.0.0.5 is over its
+# cap (1) and is refused without making anyone give way; Alice does not
+# wait the deadline out: the first to arrive, 127.0.0.4's, gives way to her
+start_idle_server --timeout 30 --max-clients 2 --max-per-address 1
 flood_from 127.0.0.4 --idle 1 --dribble 0 --hold 40
 flood4_pid=$flood_pid
 wait_connections 1
 flood_from 127.0.0.5 --idle 1 --dribble 0 --hold 40
 wait_connections 2
+flood5_pid=$flood_pid
+flood_from 127.0.0.5 --idle 1 --dribble 0 --hold 1
+if [ "$flood" = "ready: 1 opened, 1 closed at once by the server" ] && ! grep -q 'gave way' "$log"; then
+    ok "--max-clients 2, both taken: a newcomer over its address's cap is refused, and nobody gives way to it"
+else
+    fail "--max-clients 2: a newcomer over its cap is refused, nobody gives way" "flood.py: $flood" "$(tail -n 3 "$log")"
+fi
+wait "$flood_pid" 2>/dev/null
+flood_pid=$flood5_pid
 expect "--max-clients 2, both held by idle clients (deadline 30 s): Alice is welcome" 200 "$HELLO" \
     "${ALICE_P12[@]}" "$(url /authenticate)"
-order=$(grep -E '^127\.0\.0\.[45] |admitted "CN=Alice"' "$log" | cut -d' ' -f1 | tr '\n' ' ')
+order=$(grep -E '^127\.0\.0\.[45] |admitted "CN=Alice"' "$log" | grep -v 'refused at once' | cut -d' ' -f1 | tr '\n' ' ')
 if [ "$order" = "127.0.0.4 127.0.0.1 " ] &&
-    grep -q '^127\.0\.0\.4 - "" - dropped: every slot was taken, and this connection, the oldest waiting for its client, gave way' "$log"; then
+    grep -q '^127\.0\.0\.4 - "" - dropped: every slot was taken, and this connection gave way to a newcomer' "$log"; then
     ok "  ... the oldest (127.0.0.4's) gave way to her, and says so (log order: $order)"
 else
     fail "  ... the oldest (127.0.0.4's) gave way to her" "log order: $order" "$(tail -n 4 "$log")"

@@ -18,6 +18,8 @@
  * signature that does not verify.  Modes:
  *   normal         handshake, send the request, read the whole answer (default)
  *   dribble        send the request one byte per --delay-ms (default 200)
+ *   pause          handshake, wait --delay-ms, then as normal (a visitor
+ *                  slow to ask, while a crowd keeps coming)
  *   send-close     send the request and close without reading
  *   reset          send the request and reset the connection (RST)
  *   silent         handshake, then send nothing; wait for the server to close
@@ -429,6 +431,8 @@ int main(int argc, char **argv)
             gnutls_transport_set_ptr(s, (gnutls_transport_ptr_t)(intptr_t)fd);
             gnutls_transport_set_push_function(s, corrupting_push);
         }
+        if (strcmp(c.mode, "pause") == 0)
+            nanosleep(&(struct timespec){c.delay_ms / 1000, (c.delay_ms % 1000) * 1000000L}, NULL);
         ret = send_bytes(s, req, req_len, strcmp(c.mode, "dribble") == 0 ? c.delay_ms : 0);
         if (ret < 0) {
             printf("send failed: %s\n", gnutls_strerror(ret));
