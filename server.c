@@ -917,9 +917,7 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
      * so a page of another site that framed /certificates could make the
      * visitor click our "Revoke" through its own bait (clickjacking).
      * The rest of the policy: our pages load nothing (no script, style,
-     * image, font), and post forms only to us.  connect-src 'self' changes
-     * nothing while no script runs; it lets make test-browser post a form
-     * from the page with fetch(), as its button would, to keep the bundle. */
+     * image, font), and post forms only to us. */
     char *head = format_text("HTTP/1.1 %d %s\r\n"
                              "Date: %s\r\n"
                              "Content-Type: %s\r\n"
@@ -927,8 +925,7 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
                              "Cache-Control: no-store\r\n"
                              "X-Frame-Options: DENY\r\n"
                              "Content-Security-Policy: default-src 'none'; "
-                             "connect-src 'self'; form-action 'self'; base-uri 'none'; "
-                             "frame-ancestors 'none'\r\n"
+                             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'\r\n"
                              "%s%s"
                              "Connection: close\r\n"
                              "\r\n",

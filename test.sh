@@ -201,7 +201,7 @@ fi
 
 echo "# every answer forbids framing (clickjacking) and loads nothing"
 FRAMING=$'X-Frame-Options: DENY\r'
-POLICY=$'Content-Security-Policy: default-src \'none\'; connect-src \'self\'; form-action \'self\'; base-uri \'none\'; frame-ancestors \'none\'\r'
+POLICY=$'Content-Security-Policy: default-src \'none\'; form-action \'self\'; base-uri \'none\'; frame-ancestors \'none\'\r'
 for answer in "200 /" "200 /authenticate alice" "401 /authenticate" "403 /authenticate bob" \
     "404 /nope" "405 / post" "400 / nohost"; do
     read -r want path how <<<"$answer"

@@ -142,8 +142,9 @@ firefox_visit() {
     profile=$(mktemp -d "$work/firefox.XXXXXX")
     nss_db "$profile" "$@"
     mport=$(free_port)
-    # "Select Automatically" answers the certificate dialog; the rest keeps a
-    # first run quiet and off the network
+    # "Select Automatically" answers the certificate dialog; downloads (the
+    # bundle part 2 answers with) go to downloads/ without asking; the rest
+    # keeps a first run quiet and off the network
     cat >"$profile/user.js" <<EOF
 user_pref("security.default_personal_cert", "Select Automatically");
 user_pref("marionette.port", $mport);
@@ -154,12 +155,19 @@ user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
 user_pref("app.update.disabledForTesting", true);
 user_pref("network.captive-portal-service.enabled", false);
 user_pref("network.connectivity-service.enabled", false);
+user_pref("browser.download.folderList", 2);
+user_pref("browser.download.dir", "$profile/downloads");
+user_pref("browser.download.useDownloadDir", true);
+user_pref("browser.download.start_downloads_in_tmp_dir", false);
+user_pref("browser.download.always_ask_before_handling_new_types", false);
+user_pref("browser.download.alwaysOpenPanel", false);
 EOF
+    mkdir -p "$profile/downloads"
     HOME=$profile timeout 60 firefox-esr --headless --marionette --no-remote --profile "$profile" \
         about:blank >>"$work/firefox.err" 2>&1 &
     ff_pid=$!
     timeout 60 python3 tests/marionette.py --port "$mport" ${shot:+--screenshot "$shot"} \
-        "${ff_extra[@]}" "$url" 2>>"$work/firefox.err"
+        --downloads "$profile/downloads" "${ff_extra[@]}" "$url" 2>>"$work/firefox.err"
     # Marionette:Quit ends Firefox; the timeout ends one that hangs
     wait "$ff_pid" 2>/dev/null
 }
@@ -214,9 +222,9 @@ firefox_shows "Firefox, --reject-unauthorized, no certificate: Firefox's own err
     "error code: SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT" "https://localhost:$port/authenticate" ""
 
 # --- Part 2: a certificate the server issues, in both browsers ---------------
-# Firefox fills in the invitation's form and posts it, as its button would,
-# so the CSRF check meets a real browser's Origin; the bundle it gets back
-# is imported into a fresh NSS database for each browser, as alice.p12 is.
+# Firefox fills in the invitation's form and presses its button, so the
+# CSRF check meets a real browser's Origin; the bundle it downloads is
+# imported into a fresh NSS database for each browser, as alice.p12 is.
 echo "# Part 2: ./server --enroll; Carol enrolls in Firefox, then visits in both browsers"
 stop_server
 start_server --timeout 2 --enroll
@@ -226,9 +234,9 @@ icode=$("$SERVER" --certs "$certs" --port "$port" --invite Carol 2>/dev/null | s
 ff_extra=(--submit-form "$certs/carol-issued.p12")
 page=$(firefox_visit "$origin/enroll?code=$icode" "")
 ff_extra=()
-if [[ $page == *"Welcome, Carol"* ]] && [[ $page == *"submitted: 200 application/x-pkcs12"* ]] &&
+if [[ $page == *"Welcome, Carol"* ]] && [[ $page == *"submitted: download carol.p12"* ]] &&
     openssl pkcs12 -in "$certs/carol-issued.p12" -passin pass: -nokeys 2>/dev/null | grep -q 'subject=CN = Carol'; then
-    ok "Firefox: the invitation's form, posted from the page: 200, Carol's .p12"
+    ok "Firefox: the invitation's form, its button pressed: Carol's .p12 downloaded"
 else
     fail "Firefox: the invitation's form, posted: Carol's .p12" "got: ${page:0:400}" "log: $(tail -n 3 "$log")"
 fi
@@ -303,7 +311,7 @@ page=$(firefox_visit "$origin/enroll?code=$dcode" "")
 ff_extra=()
 account=$(sed -n 's/.*"POST \/enroll HTTP\/1.1" 200 enrolled account \([0-9A-F]*\) "Carol".*/\1/p' "$log" | sort -u)
 second=$(openssl pkcs12 -in "$certs/carol-second.p12" -passin pass: -nokeys 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2)
-if [[ $page == *"submitted: 200 application/x-pkcs12"* ]] && [ -n "$second" ] && [ "$(wc -w <<<"$account")" = 1 ]; then
+if [[ $page == *"submitted: download carol.p12"* ]] && [ -n "$second" ] && [ "$(wc -w <<<"$account")" = 1 ]; then
     ok "Firefox, as the new device: the link's form posted, a second .p12 ($second) in the same account ($account)"
 else
     fail "Firefox: the second device's enrollment, same account" "got: ${page:0:300}" "accounts: $account" "log: $(tail -n 3 "$log")"

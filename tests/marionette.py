@@ -10,14 +10,15 @@ page's text, so that a test can assert on them: an error page is
 about:neterror?e=nssFailure2&... or about:certerror?...  With
 --screenshot FILE it also saves a PNG of the tab.  With --submit-form FILE
 it then submits the page's first form (or the first that --form SELECTOR
-picks, a CSS selector) the way its button would (a POST
-from the page, with the Origin and Sec-Fetch-Site Firefox itself adds),
-prints the answer's status and type, and saves its body in FILE: how the
-Part 2 test enrolls and revokes in a real browser.  With --frames N it
+picks, a CSS selector) as its button does (requestSubmit), and waits for
+the answer: a download (saved by the profile in --downloads DIR) is copied
+to FILE; a new page is saved to FILE, and its status and type printed: how
+the Part 2 test enrolls and revokes in a real browser.  With --frames N it
 prints, for each of the page's first N frames, its address and text as read
 from inside the frame: how the framing test sees what a framed page shows.
 
-    marionette.py --port N URL [--screenshot FILE] [--submit-form FILE [--form SELECTOR]]
+    marionette.py --port N URL [--screenshot FILE]
+                  [--submit-form FILE [--form SELECTOR] [--downloads DIR]]
                   [--frames N] [--wait SECONDS]
 
 Exit status: 0 when the page was read, 2 when Firefox could not be reached.
@@ -25,6 +26,8 @@ Exit status: 0 when the page was read, 2 when Firefox could not be reached.
 import argparse
 import base64
 import json
+import os
+import shutil
 import socket
 import sys
 import time
@@ -73,6 +76,49 @@ class Marionette:
                 return answer[2], answer[3]
 
 
+def submit(ff, form, keep, downloads):
+    """Press the form's button (requestSubmit: what a click does), then wait
+    for what Firefox does with the answer: a download (the bundle, saved in
+    DOWNLOADS by the profile's preferences) or a new page.  Print
+    "submitted: download NAME" or "submitted: STATUS TYPE", and keep the
+    file or the page's HTML in KEEP."""
+    before = set(os.listdir(downloads)) if downloads else set()
+    _, result = ff.call("WebDriver:ExecuteScript", {
+        "script": "var f = document.querySelector(arguments[0]);"
+                  "if (!f) return false;"
+                  "window.submittedFromHere = true; f.requestSubmit(); return true;",
+        "args": [form]})
+    if not result or not result.get("value"):
+        print("submitted: no form")
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if downloads:
+            names = sorted(set(os.listdir(downloads)) - before)
+            done = [n for n in names if not n.endswith(".part")
+                    and n + ".part" not in names and os.path.getsize(os.path.join(downloads, n))]
+            if done:
+                shutil.copyfile(os.path.join(downloads, done[0]), keep)
+                print("submitted: download %s" % done[0])
+                return
+        error, result = ff.call("WebDriver:ExecuteScript", {
+            "script": "var nav = performance.getEntriesByType('navigation')[0];"
+                      "return [window.submittedFromHere === true, document.readyState,"
+                      "        nav ? nav.responseStatus : 0, document.contentType,"
+                      "        document.documentElement.outerHTML];",
+            "args": []})
+        if error or not result:
+            continue                    # between two pages
+        stayed, state, status, ctype, html = result["value"]
+        if not stayed and state == "complete":
+            with open(keep, "w") as out:
+                out.write(html)
+            print("submitted: %s %s" % (status, ctype))
+            return
+    print("submitted: nothing came within 20 s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("url")
@@ -81,6 +127,7 @@ def main():
     parser.add_argument("--submit-form")
     parser.add_argument("--form", default="form", help="CSS selector of the form to submit")
     parser.add_argument("--wait", type=float, default=30, help="seconds to wait for Firefox")
+    parser.add_argument("--downloads", help="where the profile saves downloads (--submit-form)")
     parser.add_argument("--frames", type=int, default=0,
                         help="also print what the page's first N frames show")
     args = parser.parse_args()
@@ -135,26 +182,7 @@ def main():
         print("frame %d: %s | %s" % (i, value[0], " ".join(value[1].split())))
         ff.call("WebDriver:SwitchToParentFrame")
     if args.submit_form:
-        # fetch() of the form's own action and fields: what the button
-        # sends, but with the answer handed back to us instead of to
-        # Firefox's download manager
-        error, result = ff.call("WebDriver:ExecuteAsyncScript", {
-            "script": "var done = arguments[arguments.length - 1];"
-                      "var f = document.querySelector(arguments[0]);"
-                      "if (!f) { done(['no form', '', '']); return; }"
-                      "fetch(f.action, {method: 'POST', body: new URLSearchParams(new FormData(f))})"
-                      ".then(r => r.arrayBuffer().then(b => {"
-                      "  var s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c));"
-                      "  done([String(r.status), r.headers.get('content-type'), btoa(s)]); }))"
-                      ".catch(e => done(['fetch failed: ' + e, '', '']));",
-            "args": [args.form]})
-        if error:
-            print("submit: %s" % error.get("error", error))
-        else:
-            status, ctype, body = result["value"]
-            print("submitted: %s %s" % (status, ctype))
-            with open(args.submit_form, "wb") as out:
-                out.write(base64.b64decode(body))
+        submit(ff, args.form, args.submit_form, args.downloads)
     if args.screenshot:
         _, shot = ff.call("WebDriver:TakeScreenshot", {"full": False})
         with open(args.screenshot, "wb") as out:
