@@ -2629,8 +2629,10 @@ static long ms_left(const struct connection *conn)
            (conn->deadline.tv_nsec - now.tv_nsec) / 1000000L;
 }
 
+/* What make_room (section 10) goes by; each is a no-op outside a worker. */
 static void set_waiting_for_client(bool waiting);
-static void heard_from_client(void);
+static void replied_to_client(void);
+static void finishing_connection(void);
 
 /* Wait until the socket is ready for `events` or the deadline (or `limit_ms`)
  * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = the server cuts
@@ -2671,10 +2673,8 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
 {
     struct connection *conn = ptr;
     ssize_t n = recv(conn->fd, buf, size, 0);
-    if (n > 0) {
+    if (n > 0)
         conn->bytes_in += (unsigned long)n;
-        heard_from_client();
-    }
     return n;
 }
 
@@ -2693,6 +2693,8 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, i
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     for (;;) {
         ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            replied_to_client();
         if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
             return n;
         int ready = wait_ready(conn, POLLOUT, -1);
@@ -2725,6 +2727,7 @@ static void use_deadline_transport(gnutls_session_t s, struct connection *conn, 
 static void linger_close(struct connection *conn)
 {
     char sink[4096];
+    finishing_connection();
     shutdown(conn->fd, SHUT_WR);
     while (!cut_short() && wait_ready(conn, POLLIN, 1000) == 1 &&
            recv(conn->fd, sink, sizeof sink, 0) > 0)
@@ -2873,10 +2876,12 @@ static size_t format_log_line(const struct connection *conn, char *line, size_t 
  * fills the pipe, and a plain write() would then wait in every worker, for
  * ever: nobody served, and a stop that waits for workers that never end.
  * So a line is written only if the log can take it now (poll, no wait);
- * one it can't take is dropped and counted, and the count is written first
- * when it takes lines again.  One lock makes "can take it" and the write
- * one step.  Each kind of trouble is said once, on standard output if that
- * can take it now, otherwise to syslog.
+ * one it can't take, or takes only part of (a full disk), is dropped and
+ * counted, and the count is written first when it takes lines again.  One
+ * lock makes "can take it" and the write one step.  Each kind of trouble
+ * is said once, on standard output if that can take it now, otherwise to
+ * syslog.  (A regular file always "can take it": a file system whose
+ * writes block, NFS or FUSE gone away, still holds the log's lock.)
  */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long log_dropped;       /* lines the log could not take; under log_lock */
@@ -2893,11 +2898,24 @@ static void say_once(atomic_flag *said, const char *trouble)
         syslog(LOG_WARNING, "%s", text);
 }
 
-/* Write one whole line to the log, or drop it; never wait. */
+/* write() as much as it takes, retried after a signal: bytes written, or -1 */
+static ssize_t put(const char *bytes, size_t len)
+{
+    ssize_t n;
+    while ((n = write(STDERR_FILENO, bytes, len)) < 0 && errno == EINTR)
+        continue;
+    return n;
+}
+
+/* Write one whole line to the log, or drop it; never wait.  A line cut
+ * short (a full disk takes part of it) counts as dropped, and the next
+ * line that goes in starts on a line of its own. */
 static void log_write(const char *line, size_t len)
 {
     static atomic_flag said_gone = ATOMIC_FLAG_INIT, said_full = ATOMIC_FLAG_INIT;
+    static bool torn;                       /* the log ends inside a line */
     char count[120];
+    int err = 0;
     pthread_mutex_lock(&log_lock);
     struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
     if (poll(&p, 1, 0) == 0) {              /* full: its reader is not reading */
@@ -2906,18 +2924,27 @@ static void log_write(const char *line, size_t len)
         say_once(&said_full, "is full: its reader is not reading; lines are dropped");
         return;
     }
-    if (log_dropped > 0) {
-        int n = snprintf(count, sizeof count, "server: %lu log lines dropped: the log was full\n",
-                         log_dropped);
-        if (write(STDERR_FILENO, count, (size_t)n) == n)
+    if (torn && put("\n", 1) == 1)
+        torn = false;
+    if (!torn && log_dropped > 0) {
+        int count_len = snprintf(count, sizeof count, "server: %lu log lines dropped or cut "
+                                 "short: the log could not take them\n", log_dropped);
+        ssize_t put_n = put(count, (size_t)count_len);
+        torn = put_n > 0 && put_n < count_len;
+        if (put_n == count_len)
             log_dropped = 0;
     }
-    ssize_t n;
-    while ((n = write(STDERR_FILENO, line, len)) < 0 && errno == EINTR)
-        continue;
-    int err = errno;
+    ssize_t n = -1;
+    errno = ENOSPC;                         /* what a torn line says of the disk */
+    if (!torn)
+        n = put(line, len);
+    if (n != (ssize_t)len) {
+        err = n < 0 ? errno : ENOSPC;
+        torn = torn || n > 0;
+        log_dropped++;
+    }
     pthread_mutex_unlock(&log_lock);
-    if (n < 0 && err != EAGAIN) {
+    if (err != 0 && err != EAGAIN) {
         snprintf(count, sizeof count, "cannot be written: %s", strerror(err));
         say_once(&said_gone, err == EPIPE ? "is gone: its reader closed it" : count);
     }
@@ -3454,8 +3481,9 @@ struct slot {
     char peer[INET6_ADDRSTRLEN];
     char network[INET6_ADDRSTRLEN + 4]; /* what --max-per-address counts: IPv6 by /64 */
     unsigned long long since;       /* the connection's place in the order of arrival */
-    atomic_bool waiting;            /* its worker waits for the client (section 7) */
-    atomic_bool heard;              /* the client has sent a byte */
+    atomic_llong waiting_since;     /* its worker waits for the client since (ms), or 0 */
+    atomic_bool replied;            /* we have sent it something: its ClientHello was whole */
+    atomic_bool finishing;          /* answered or failed: only closing is left */
     atomic_bool give_way;           /* the connection must end: a newcomer needs the slot */
     const struct server *srv;
     struct shared_creds *creds;
@@ -3476,18 +3504,29 @@ static const char *cut_short(void)
     return NULL;
 }
 
-/* What make_room (below) goes by: is the worker waiting for its client
- * now (section 7's wait_ready), and has the client sent a byte yet. */
+static long long now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
+}
+
 static void set_waiting_for_client(bool waiting)
 {
     if (this_slot)
-        atomic_store(&this_slot->waiting, waiting);
+        atomic_store(&this_slot->waiting_since, waiting ? now_ms() : 0);
 }
 
-static void heard_from_client(void)
+static void replied_to_client(void)
 {
     if (this_slot)
-        atomic_store(&this_slot->heard, true);
+        atomic_store(&this_slot->replied, true);
+}
+
+static void finishing_connection(void)
+{
+    if (this_slot)
+        atomic_store(&this_slot->finishing, true);
 }
 
 static struct {
@@ -4014,29 +4053,38 @@ static struct slot *free_slot(void)
  * addresses held all 64 slots, and Alice waited in the backlog until their
  * deadline (4.2 s of 5).  So the accept loop takes the newcomer (and refuses
  * it at once if its address has its share already), then makes room: one
- * connection whose worker is waiting for its client right now (for a
- * ClientHello, a request, or for it to read our answer) gives way.  Which
- * one: first, one whose client has not sent a byte yet, the first of those
- * to arrive; else one from the address holding the most slots, the first
- * of those to arrive.  Not simply the first to arrive: a crowd that keeps
- * opening new connections would then push out Alice's, the newest only
- * for a moment, while her browser asks her which certificate to send.
- * Silent ones first: a crowd that says something costs us a signature per
- * connection (section 1), a flood of work no choice of slots can answer.  The one chosen is flagged and its socket
- * shut down, so that its wait ends at once (its client just sees the
- * connection close); its worker logs "dropped" and frees the slot for the
- * newcomer.  One at a time: none is chosen while one is still going.
- * A worker busy on our side (a signature, a page of part 2) is not
- * waiting, so it is not chosen; one that stops waiting just as it is
+ * connection whose worker is waiting for its client right now gives way.
+ * Which one, in this order:
+ *   1. one already answered (or failed), whose client has only to close;
+ *   2. one we have not replied to yet: it has sent no whole ClientHello,
+ *      so it cost us nothing, and whoever holds it has got nowhere;
+ *   3. any other;
+ * and within each, the one that has waited for its client longest.  A
+ * visitor waits for us only between her messages (a round trip), while an
+ * idle or stalled connection has waited since it stalled.  Not the first to
+ * arrive: a crowd that keeps opening new connections would push out Alice's,
+ * the oldest after a moment; nor "has said nothing": a crowd that sends one
+ * byte would then leave her, silent for the 12 ms curl takes to read her
+ * .p12, the only one.  A crowd that sends whole ClientHellos and stalls is
+ * in class 3 with her, but costs us a signature per connection (section 1):
+ * a flood of work, which no choice of slots can answer.  The one chosen is
+ * flagged and its socket shut down, so that its wait ends at once (its
+ * client just sees the connection close); its worker logs "dropped" and
+ * frees the slot for the newcomer.  One at a time: none is chosen while one
+ * is still going.  A worker busy on our side (a signature, a page of part 2)
+ * is not waiting, so it is not chosen; one that stops waiting just as it is
  * chosen is cut short all the same.
  */
-static int slots_held_by(const char *network);
+static int room_class(const struct slot *sl)
+{
+    return atomic_load(&sl->finishing) ? 1 : !atomic_load(&sl->replied) ? 2 : 3;
+}
 
 static bool make_room(void)
 {
     struct slot *chosen = NULL;
-    int chosen_held = 0;
-    bool chosen_silent = false;
+    long long chosen_since = 0;
+    int chosen_class = 0;
     pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++) {
         struct slot *sl = &clients.slots[i];
@@ -4044,19 +4092,15 @@ static bool make_room(void)
             chosen = NULL;          /* one is going already */
             break;
         }
-        if (!sl->busy || !atomic_load(&sl->waiting))
+        long long since = sl->busy ? atomic_load(&sl->waiting_since) : 0;
+        if (since == 0)
             continue;
-        char byte;      /* sent, if not read yet: it counts */
-        bool silent = !atomic_load(&sl->heard) &&
-                      recv(sl->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
-        int held = silent ? 0 : slots_held_by(sl->network);
-        bool before = chosen == NULL || (silent && !chosen_silent) ||
-                      (silent == chosen_silent &&
-                       (held > chosen_held || (held == chosen_held && sl->since < chosen->since)));
-        if (before) {
+        int class = room_class(sl);
+        if (chosen == NULL || class < chosen_class ||
+            (class == chosen_class && since < chosen_since)) {
             chosen = sl;
-            chosen_held = held;
-            chosen_silent = silent;
+            chosen_since = since;
+            chosen_class = class;
         }
     }
     if (chosen) {
@@ -4071,9 +4115,9 @@ static bool make_room(void)
  * What --max-per-address counts as one client: an IPv4 address, or an
  * IPv6 /64.  One IPv6 host is routinely given a whole /64 (RFC 7421), and
  * may pick any of its 2^64 addresses for each connection; counted one by
- * one, the cap would hold nobody.  Link-local addresses (fe80::/64) too:
- * a host may take as many as it likes, so every host on the link shares
- * one cap.  Only ::1 is kept whole.
+ * one, the cap would hold nobody.  Link-local addresses too: a host may
+ * take as many as it likes (so in fe80::/64, the usual link-local prefix,
+ * every host on the link shares one cap).  Only ::1 is kept whole.
  */
 static void network_of(const struct sockaddr_storage *peer, const char *peer_text,
                        char *out, size_t size)
@@ -4093,19 +4137,12 @@ static void network_of(const struct sockaddr_storage *peer, const char *peer_tex
     snprintf(out, size, "%s/64", text);
 }
 
-/* Connections in flight from this network; under clients.lock. */
-static int slots_held_by(const char *network)
-{
-    int n = 0;
-    for (int i = 0; i < clients.count; i++)
-        n += clients.slots[i].busy && strcmp(clients.slots[i].network, network) == 0;
-    return n;
-}
-
 static int in_flight_from(const char *network)
 {
+    int n = 0;
     pthread_mutex_lock(&clients.lock);
-    int n = slots_held_by(network);
+    for (int i = 0; i < clients.count; i++)
+        n += clients.slots[i].busy && strcmp(clients.slots[i].network, network) == 0;
     pthread_mutex_unlock(&clients.lock);
     return n;
 }
@@ -4162,8 +4199,9 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
     snprintf(slot->peer, sizeof slot->peer, "%s", peer);
     snprintf(slot->network, sizeof slot->network, "%s", network);
     slot->since = ++arrivals;
-    atomic_store(&slot->waiting, false);
-    atomic_store(&slot->heard, false);
+    atomic_store(&slot->waiting_since, 0);
+    atomic_store(&slot->replied, false);
+    atomic_store(&slot->finishing, false);
     atomic_store(&slot->give_way, false);
     pthread_cond_signal(&slot->work);
     pthread_mutex_unlock(&clients.lock);
@@ -4264,7 +4302,7 @@ static int accept_loop(const struct server *srv)
             continue;
         }
         next.fd = fd;               /* served at the top of the loop, once a slot is free */
-        if (slot == NULL)
+        if (free_slot() == NULL)    /* (one may have come free while we waited) */
             make_room();
     }
     if (next.fd >= 0)

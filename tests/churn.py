@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""tests/churn.py - a crowd that keeps coming: new silent connections, fast.
+"""tests/churn.py - a crowd that keeps coming: new connections, fast.
 
 Not part of the lesson.  From --sources addresses (127.0.4.1 and on), one
 after another, it opens TCP connections to 127.0.0.1:PORT at about --rate
-a second and never sends a byte; a connection the server closes is closed
-here too.  It keeps at most --max-open of its own open, and runs for
---seconds, or until SIGTERM.  Prints how many it opened and how many the
-server closed.
+a second; each sends nothing, or with --one-byte a single byte (the first
+of a TLS record) once connected, and then nothing more.  A connection the
+server closes is closed here too.  It keeps at most --max-open of its own
+open, and runs for --seconds, or until SIGTERM.  Prints how many it opened
+and how many the server closed.
 
-    churn.py --port N [--rate 500] [--sources 100] [--seconds 5] [--max-open 500]
+    churn.py --port N [--rate 500] [--sources 100] [--seconds 5] [--max-open 500] [--one-byte]
 """
 import argparse
 import selectors
@@ -24,6 +25,7 @@ def main():
     parser.add_argument("--sources", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--max-open", type=int, default=500)
+    parser.add_argument("--one-byte", action="store_true")
     args = parser.parse_args()
 
     stop = []
@@ -44,11 +46,20 @@ def main():
             except OSError:
                 sock.close()
                 break
-            sel.register(sock, selectors.EVENT_READ)
+            # connected (writable): say the byte, if any; then wait for the close
+            sel.register(sock, selectors.EVENT_WRITE if args.one_byte else selectors.EVENT_READ)
             opened += 1
-        for key, _ in sel.select(timeout=0.002):
-            sel.unregister(key.fileobj)
-            key.fileobj.close()
+        for key, events in sel.select(timeout=0.002):
+            sock = key.fileobj
+            if events & selectors.EVENT_WRITE:
+                try:
+                    sock.send(b"\x16")
+                    sel.modify(sock, selectors.EVENT_READ)
+                    continue
+                except OSError:
+                    pass
+            sel.unregister(sock)
+            sock.close()
             closed += 1
     print("churn: %d opened, %d closed by the server" % (opened, closed), flush=True)
 
