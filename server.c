@@ -2629,10 +2629,10 @@ static long ms_left(const struct connection *conn)
            (conn->deadline.tv_nsec - now.tv_nsec) / 1000000L;
 }
 
-/* What make_room (section 10) goes by; each is a no-op outside a worker. */
-static void set_waiting_for_client(bool waiting);
-static void replied_to_client(void);
-static void finishing_connection(void);
+/* Marks that make_room (section 10) goes by; no-ops outside a worker. */
+static void mark_waiting(bool waiting);
+static void mark_replied(void);
+static void mark_finishing(void);
 
 /* Wait until the socket is ready for `events` or the deadline (or `limit_ms`)
  * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = the server cuts
@@ -2653,9 +2653,9 @@ static int wait_ready(struct connection *conn, short events, long limit_ms)
         if (limit_ms >= 0 && limit_ms < left)
             left = limit_ms;
         struct pollfd p = {.fd = conn->fd, .events = events};
-        set_waiting_for_client(true);
+        mark_waiting(true);
         int n = poll(&p, 1, (int)left);
-        set_waiting_for_client(false);
+        mark_waiting(false);
         if (n >= 0)
             return n > 0 ? 1 : 0;
         if (errno != EINTR)
@@ -2694,7 +2694,7 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, i
     for (;;) {
         ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0)
-            replied_to_client();
+            mark_replied();
         if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
             return n;
         int ready = wait_ready(conn, POLLOUT, -1);
@@ -2723,11 +2723,12 @@ static void use_deadline_transport(gnutls_session_t s, struct connection *conn, 
  * makes the kernel answer those unread bytes with a reset, and a reset can
  * destroy our answer before the client has read it.  So: say we are done
  * writing, then read and drop whatever still comes, until the client closes
- * (at most a second, never past the deadline, not at all when stopping). */
+ * (at most a second, never past the deadline, not at all when stopping or
+ * giving way to a newcomer). */
 static void linger_close(struct connection *conn)
 {
     char sink[4096];
-    finishing_connection();
+    mark_finishing();               /* a newcomer may take its slot now (section 10) */
     shutdown(conn->fd, SHUT_WR);
     while (!cut_short() && wait_ready(conn, POLLIN, 1000) == 1 &&
            recv(conn->fd, sink, sizeof sink, 0) > 0)
@@ -2880,8 +2881,9 @@ static size_t format_log_line(const struct connection *conn, char *line, size_t 
  * counted, and the count is written first when it takes lines again.  One
  * lock makes "can take it" and the write one step.  Each kind of trouble
  * is said once, on standard output if that can take it now, otherwise to
- * syslog.  (A regular file always "can take it": a file system whose
- * writes block, NFS or FUSE gone away, still holds the log's lock.)
+ * syslog.  (A regular file always "can take it": on a file system whose
+ * writes block, NFS or FUSE gone away, the write waits with the lock
+ * held, and every worker waits at the lock.)
  */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long log_dropped;       /* lines the log could not take; under log_lock */
@@ -2891,8 +2893,7 @@ static void say_once(atomic_flag *said, const char *trouble)
     char text[200];
     if (atomic_flag_test_and_set(said))
         return;
-    int n = snprintf(text, sizeof text, "server: the log (standard error) %s; "
-                                        "serving on without it\n", trouble);
+    int n = snprintf(text, sizeof text, "server: the log (standard error) %s\n", trouble);
     struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
     if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT) || write(STDOUT_FILENO, text, (size_t)n) < 0)
         syslog(LOG_WARNING, "%s", text);
@@ -2921,7 +2922,8 @@ static void log_write(const char *line, size_t len)
     if (poll(&p, 1, 0) == 0) {              /* full: its reader is not reading */
         log_dropped++;
         pthread_mutex_unlock(&log_lock);
-        say_once(&said_full, "is full: its reader is not reading; lines are dropped");
+        say_once(&said_full, "is full: its reader is not reading; lines are dropped until "
+                             "it does, and counted");
         return;
     }
     if (torn && put("\n", 1) == 1)
@@ -2935,7 +2937,7 @@ static void log_write(const char *line, size_t len)
             log_dropped = 0;
     }
     ssize_t n = -1;
-    errno = ENOSPC;                         /* what a torn line says of the disk */
+    errno = ENOSPC;     /* the reason, if the log still ends inside a line */
     if (!torn)
         n = put(line, len);
     if (n != (ssize_t)len) {
@@ -2945,8 +2947,10 @@ static void log_write(const char *line, size_t len)
     }
     pthread_mutex_unlock(&log_lock);
     if (err != 0 && err != EAGAIN) {
-        snprintf(count, sizeof count, "cannot be written: %s", strerror(err));
-        say_once(&said_gone, err == EPIPE ? "is gone: its reader closed it" : count);
+        snprintf(count, sizeof count, "cannot be written: %s; lines are dropped until it "
+                                      "can, and counted", strerror(err));
+        say_once(&said_gone, err == EPIPE ? "is gone: its reader closed it; serving on "
+                                            "without it" : count);
     }
 }
 
@@ -2964,7 +2968,8 @@ static void log_say(const char *format, ...)
     log_write(line, len);
 }
 
-/* One write() per line, so that lines never mix, whoever else writes. */
+/* One write() per line (after a newline or a count, at times), so that
+ * lines never mix, whoever else writes. */
 static void log_connection(const struct connection *conn)
 {
     char line[1024];
@@ -3480,7 +3485,6 @@ struct slot {
     int fd;
     char peer[INET6_ADDRSTRLEN];
     char network[INET6_ADDRSTRLEN + 4]; /* what --max-per-address counts: IPv6 by /64 */
-    unsigned long long since;       /* the connection's place in the order of arrival */
     atomic_llong waiting_since;     /* its worker waits for the client since (ms), or 0 */
     atomic_bool replied;            /* we have sent it something: its ClientHello was whole */
     atomic_bool finishing;          /* answered or failed: only closing is left */
@@ -3511,19 +3515,19 @@ static long long now_ms(void)
     return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
 }
 
-static void set_waiting_for_client(bool waiting)
+static void mark_waiting(bool waiting)
 {
     if (this_slot)
         atomic_store(&this_slot->waiting_since, waiting ? now_ms() : 0);
 }
 
-static void replied_to_client(void)
+static void mark_replied(void)
 {
     if (this_slot)
         atomic_store(&this_slot->replied, true);
 }
 
-static void finishing_connection(void)
+static void mark_finishing(void)
 {
     if (this_slot)
         atomic_store(&this_slot->finishing, true);
@@ -4051,40 +4055,46 @@ static struct slot *free_slot(void)
 /*
  * Every slot taken.  Without more, 8 idle connections from each of 8
  * addresses held all 64 slots, and Alice waited in the backlog until their
- * deadline (4.2 s of 5).  So the accept loop takes the newcomer (and refuses
- * it at once if its address has its share already), then makes room: one
- * connection whose worker is waiting for its client right now gives way.
- * Which one, in this order:
- *   1. one already answered (or failed), whose client has only to close;
- *   2. one we have not replied to yet: it has sent no whole ClientHello,
+ * deadline (4.2 s, for they had held their slots 0.8 s already).  So the
+ * accept loop takes the newcomer (and refuses it at once if its address
+ * has its share already), then makes room: one connection whose worker is
+ * waiting for its client right now gives way.  Which one, in this order:
+ *   1. one we have not replied to yet: it has sent no whole ClientHello,
  *      so it cost us nothing, and whoever holds it has got nowhere;
+ *   2. one already answered (or failed), whose client has only to close
+ *      (cutting its lingering short risks only a reset after the answer);
  *   3. any other;
- * and within each, the one that has waited for its client longest.  A
- * visitor waits for us only between her messages (a round trip), while an
- * idle or stalled connection has waited since it stalled.  Not the first to
- * arrive: a crowd that keeps opening new connections would push out Alice's,
- * the oldest after a moment; nor "has said nothing": a crowd that sends one
- * byte would then leave her, silent for the 12 ms curl takes to read her
- * .p12, the only one.  A crowd that sends whole ClientHellos and stalls is
- * in class 3 with her, but costs us a signature per connection (section 1):
- * a flood of work, which no choice of slots can answer.  The one chosen is
- * flagged and its socket shut down, so that its wait ends at once (its
- * client just sees the connection close); its worker logs "dropped" and
- * frees the slot for the newcomer.  One at a time: none is chosen while one
- * is still going.  A worker busy on our side (a signature, a page of part 2)
- * is not waiting, so it is not chosen; one that stops waiting just as it is
+ * and within each, the one that has kept us waiting longest.  We wait for
+ * a real visitor only for a round trip between her messages, while an idle
+ * or stalled connection has kept us waiting since it stalled.  Not the
+ * first to arrive: a crowd that keeps opening new connections would push
+ * out Alice's, the oldest after a moment; nor "has said nothing": a crowd
+ * that sends one byte would then leave her, silent for the 12 ms curl
+ * takes to read her .p12, the only one.  A crowd that sends whole
+ * ClientHellos and stalls is in class 3 with her, but costs us a signature
+ * per connection (section 1): a flood of work, which no choice of slots
+ * can answer.  The one chosen is flagged and its socket shut down, so that
+ * its wait ends at once (its client just sees the connection close); its
+ * worker logs "dropped" (unless it had its answer already) and frees the
+ * slot for the newcomer.  One at a time: none is chosen while one is still
+ * going.  A worker busy on our side (a signature, a page of part 2) is not
+ * waiting, so it is not chosen; one that stops waiting just as it is
  * chosen is cut short all the same.
  */
-static int room_class(const struct slot *sl)
+enum room_class { NOT_REPLIED_TO = 1, FINISHING, ANY_OTHER };
+
+static enum room_class room_class(const struct slot *sl)
 {
-    return atomic_load(&sl->finishing) ? 1 : !atomic_load(&sl->replied) ? 2 : 3;
+    return !atomic_load(&sl->replied)  ? NOT_REPLIED_TO
+           : atomic_load(&sl->finishing) ? FINISHING
+                                         : ANY_OTHER;
 }
 
 static bool make_room(void)
 {
     struct slot *chosen = NULL;
     long long chosen_since = 0;
-    int chosen_class = 0;
+    enum room_class chosen_class = ANY_OTHER;
     pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++) {
         struct slot *sl = &clients.slots[i];
@@ -4095,7 +4105,7 @@ static bool make_room(void)
         long long since = sl->busy ? atomic_load(&sl->waiting_since) : 0;
         if (since == 0)
             continue;
-        int class = room_class(sl);
+        enum room_class class = room_class(sl);
         if (chosen == NULL || class < chosen_class ||
             (class == chosen_class && since < chosen_since)) {
             chosen = sl;
@@ -4179,7 +4189,6 @@ static void refuse_busy_address(int fd, const char *peer, const char *network, i
 static void start_connection(struct slot *slot, const struct server *srv, int fd,
                              const char *peer, const char *network)
 {
-    static unsigned long long arrivals;
     pthread_mutex_lock(&clients.lock);
     if (!slot->started) {
         int ret = pthread_create(&slot->thread, NULL, worker, slot);
@@ -4198,7 +4207,6 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
     slot->creds->users++;
     snprintf(slot->peer, sizeof slot->peer, "%s", peer);
     snprintf(slot->network, sizeof slot->network, "%s", network);
-    slot->since = ++arrivals;
     atomic_store(&slot->waiting_since, 0);
     atomic_store(&slot->replied, false);
     atomic_store(&slot->finishing, false);
@@ -4527,8 +4535,8 @@ static void usage(FILE *out)
         "                     taken, one that waits for its client is closed to make\n"
         "                     room (README, \"Many visitors at once\"), or the\n"
         "                     newcomer waits\n"
-        "  --max-per-address N  of those, from one client address, or IPv6 /64\n"
-        "                     (default %d); more are closed at once\n"
+        "  --max-per-address N  of those, from one client address or IPv6 /64 (::1\n"
+        "                     alone) (default %d); more are closed at once\n"
         "Part 2, the server issues and revokes certificates (signed by DIR/server_cert.pem\n"
         "with DIR/server_key.pem):\n"
         "  --enroll           serve /enroll, /certificates, /revoke and /add-device as well\n"

@@ -69,8 +69,11 @@ make_certs() {
 # wait until it says it listens; sets $port.
 start_server() {
     [ -x "$SERVER" ] || { echo "${0##*/}: $SERVER is not built (see the Makefile)" >&2; exit 1; }
-    # the last server's output is kept in servers.log; $log is the new one's
+    # the last server's output is kept in servers.log; $log is the new one's,
+    # emptied first: until the new server opens it, the old "listening on"
+    # line would give the old port (seen once on a loaded machine)
     [ -f "$log" ] && cat "$log" >>"$work/servers.log"
+    : >"$log"
     # shellcheck disable=SC2086   # SERVER_WRAPPER is a command line to split
     ${SERVER_WRAPPER:-} "$SERVER" --port 0 --certs "$certs" "$@" 2>"$log" &
     server_pid=$!

@@ -2,8 +2,8 @@
 """tests/stalled_log.py - a log reader that stops reading, then resumes.
 
 Not part of the lesson.  Plays `./server 2>&1 | less` left on its first
-screen: opens FIFO for reading, shrinks the pipe to one page (4 KiB, so that
-a few dozen log lines fill it), reads until the server says the port it
+screen: opens FIFO for reading, shrinks the pipe to two pages (8 KiB, so
+that a few hundred log lines fill it), reads until the server says the port it
 listens on, writes that port to PORT_FILE, and then reads nothing more.  On
 SIGUSR1 it reads again, everything, into OUT_FILE, until the server closes
 its end; once it has emptied the pipe it creates OUT_FILE.resumed.
@@ -25,7 +25,7 @@ def main():
     resume = []
     signal.signal(signal.SIGUSR1, lambda *_: resume.append(True))
     fd = os.open(fifo, os.O_RDONLY)
-    fcntl.fcntl(fd, F_SETPIPE_SZ, 4096)
+    fcntl.fcntl(fd, F_SETPIPE_SZ, 8192)
     seen = b""
     while True:
         chunk = os.read(fd, 1)
