@@ -2871,31 +2871,46 @@ static size_t format_log_line(const struct connection *conn, char *line, size_t 
 
 /*
  * The server outlives its log.  A reader that goes away (`./server 2>&1 |
- * head`, once head is done) makes a write fail: SIGPIPE is ignored (section
- * 10), so it fails with EPIPE instead of killing the server.  A reader that
- * stops reading without going away (`| less` left on its first screen)
- * fills the pipe, and a plain write() would then wait in every worker, for
- * ever: nobody served, and a stop that waits for workers that never end.
- * So a line is written only if the log can take it now (poll, no wait);
- * one it can't take, or takes only part of (a full disk), is dropped and
- * counted, and the count is written first when it takes lines again.  One
- * lock makes "can take it" and the write one step.  Each kind of trouble
- * is said once, on standard output if that can take it now, otherwise to
- * syslog.  (A regular file always "can take it": on a file system whose
- * writes block, NFS or FUSE gone away, the write waits with the lock
- * held, and every worker waits at the lock.)
+ * head`, once head is done) makes a write fail: SIGPIPE is ignored (main),
+ * so it fails with EPIPE instead of killing the server.  A reader that
+ * stops reading without going away (`| less` left on its first screen, a
+ * frozen terminal) fills the pipe, and a write() then waits, for ever; so
+ * may one to a file system that hangs (NFS, FUSE).  So no worker writes to
+ * the log: each hands its line to one log thread, through a queue of
+ * LOG_QUEUE lines, and only that thread waits on write().  A line the
+ * queue has no room for, or that the log refuses or takes only part of (a
+ * full disk), is dropped and counted, and the count is written first when
+ * the log takes lines again; after a line cut short, the next starts on a
+ * line of its own.  Each kind of trouble is said once: on standard output
+ * if that is another file than the log and can take it now, else to syslog.
+ * Before the thread starts (start-up, --invite, --revoke), lines are
+ * written directly.
  */
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long log_dropped;       /* lines the log could not take; under log_lock */
+#define LOG_QUEUE 256
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t more;            /* a line came, or closing */
+    char lines[LOG_QUEUE][1024];
+    size_t len[LOG_QUEUE];
+    int first, count;
+    unsigned long dropped;          /* lines the queue had no room for */
+    bool started, closing;
+    pthread_t thread;
+} logq = {.lock = PTHREAD_MUTEX_INITIALIZER, .more = PTHREAD_COND_INITIALIZER};
 
 static void say_once(atomic_flag *said, const char *trouble)
 {
     char text[200];
+    struct stat out, err;
     if (atomic_flag_test_and_set(said))
         return;
     int n = snprintf(text, sizeof text, "server: the log (standard error) %s\n", trouble);
+    bool same = fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 &&
+                out.st_dev == err.st_dev && out.st_ino == err.st_ino;
     struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
-    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT) || write(STDOUT_FILENO, text, (size_t)n) < 0)
+    if (same || poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT) ||
+        write(STDOUT_FILENO, text, (size_t)n) < 0)
         syslog(LOG_WARNING, "%s", text);
 }
 
@@ -2908,50 +2923,112 @@ static ssize_t put(const char *bytes, size_t len)
     return n;
 }
 
-/* Write one whole line to the log, or drop it; never wait.  A line cut
- * short (a full disk takes part of it) counts as dropped, and the next
- * line that goes in starts on a line of its own. */
+/* The log thread: write each line whole, or count it as lost. */
+static void *log_writer(void *arg)
+{
+    static atomic_flag said_gone = ATOMIC_FLAG_INIT;
+    char line[1024], count[120];
+    unsigned long lost = 0;
+    bool torn = false;                      /* the log ends inside a line */
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&logq.lock);
+        while (logq.count == 0 && !logq.closing)
+            pthread_cond_wait(&logq.more, &logq.lock);
+        if (logq.count == 0) {
+            pthread_mutex_unlock(&logq.lock);
+            return NULL;
+        }
+        size_t len = logq.len[logq.first];
+        memcpy(line, logq.lines[logq.first], len);
+        logq.first = (logq.first + 1) % LOG_QUEUE;
+        logq.count--;
+        lost += logq.dropped;
+        logq.dropped = 0;
+        pthread_mutex_unlock(&logq.lock);
+
+        if (torn && put("\n", 1) == 1)
+            torn = false;
+        if (!torn && lost > 0) {
+            int count_len = snprintf(count, sizeof count, "server: %lu log lines dropped or cut "
+                                     "short: the log could not take them\n", lost);
+            ssize_t n = put(count, (size_t)count_len);
+            torn = n > 0 && n < count_len;
+            if (n == count_len)
+                lost = 0;
+        }
+        ssize_t n = -1;
+        errno = ENOSPC;     /* the reason, if the log still ends inside a line */
+        if (!torn)
+            n = put(line, len);
+        if (n != (ssize_t)len) {
+            int err = n < 0 ? errno : ENOSPC;
+            torn = torn || n > 0;
+            lost++;
+            snprintf(count, sizeof count, "cannot be written: %s; lines are dropped until it "
+                                          "can, and counted", strerror(err));
+            say_once(&said_gone, err == EPIPE ? "is gone: its reader closed it; serving on "
+                                                "without it" : count);
+        }
+    }
+}
+
+/* Hand one line to the log thread (or write it, before there is one);
+ * never wait for the log. */
 static void log_write(const char *line, size_t len)
 {
-    static atomic_flag said_gone = ATOMIC_FLAG_INIT, said_full = ATOMIC_FLAG_INIT;
-    static bool torn;                       /* the log ends inside a line */
-    char count[120];
-    int err = 0;
-    pthread_mutex_lock(&log_lock);
-    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
-    if (poll(&p, 1, 0) == 0) {              /* full: its reader is not reading */
-        log_dropped++;
-        pthread_mutex_unlock(&log_lock);
-        say_once(&said_full, "is full: its reader is not reading; lines are dropped until "
-                             "it does, and counted");
+    static atomic_flag said_full = ATOMIC_FLAG_INIT;
+    pthread_mutex_lock(&logq.lock);
+    if (!logq.started) {
+        pthread_mutex_unlock(&logq.lock);
+        if (put(line, len) < 0) {
+            /* nowhere left to say it */
+        }
         return;
     }
-    if (torn && put("\n", 1) == 1)
-        torn = false;
-    if (!torn && log_dropped > 0) {
-        int count_len = snprintf(count, sizeof count, "server: %lu log lines dropped or cut "
-                                 "short: the log could not take them\n", log_dropped);
-        ssize_t put_n = put(count, (size_t)count_len);
-        torn = put_n > 0 && put_n < count_len;
-        if (put_n == count_len)
-            log_dropped = 0;
+    if (logq.count == LOG_QUEUE) {
+        logq.dropped++;
+        pthread_mutex_unlock(&logq.lock);
+        say_once(&said_full, "is not taking lines: its reader is not reading; lines are "
+                             "dropped until it does, and counted");
+        return;
     }
-    ssize_t n = -1;
-    errno = ENOSPC;     /* the reason, if the log still ends inside a line */
-    if (!torn)
-        n = put(line, len);
-    if (n != (ssize_t)len) {
-        err = n < 0 ? errno : ENOSPC;
-        torn = torn || n > 0;
-        log_dropped++;
+    int last = (logq.first + logq.count) % LOG_QUEUE;
+    len = len < sizeof logq.lines[0] ? len : sizeof logq.lines[0];
+    memcpy(logq.lines[last], line, len);
+    logq.len[last] = len;
+    logq.count++;
+    pthread_cond_signal(&logq.more);
+    pthread_mutex_unlock(&logq.lock);
+}
+
+static int log_start(void)
+{
+    int ret = pthread_create(&logq.thread, NULL, log_writer, NULL);
+    if (ret != 0) {
+        fprintf(stderr, "server: no thread for the log: %s\n", strerror(ret));
+        return -1;
     }
-    pthread_mutex_unlock(&log_lock);
-    if (err != 0 && err != EAGAIN) {
-        snprintf(count, sizeof count, "cannot be written: %s; lines are dropped until it "
-                                      "can, and counted", strerror(err));
-        say_once(&said_gone, err == EPIPE ? "is gone: its reader closed it; serving on "
-                                            "without it" : count);
-    }
+    pthread_mutex_lock(&logq.lock);
+    logq.started = true;
+    pthread_mutex_unlock(&logq.lock);
+    return 0;
+}
+
+/* At the stop: the log thread writes what is queued and ends; if the log
+ * holds it (a reader that stopped), we go after a second without it. */
+static void log_stop(void)
+{
+    struct timespec limit;
+    pthread_mutex_lock(&logq.lock);
+    bool started = logq.started;
+    logq.closing = true;
+    pthread_cond_signal(&logq.more);
+    pthread_mutex_unlock(&logq.lock);
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += 1;
+    if (started && pthread_timedjoin_np(logq.thread, NULL, &limit) != 0)
+        pthread_detach(logq.thread);
 }
 
 /* A line of the server's own ("server: ...") while it serves. */
@@ -2968,8 +3045,8 @@ static void log_say(const char *format, ...)
     log_write(line, len);
 }
 
-/* One write() per line (after a newline or a count, at times), so that
- * lines never mix, whoever else writes. */
+/* One write() per line (the log thread's), so that lines never mix,
+ * whoever else writes. */
 static void log_connection(const struct connection *conn)
 {
     char line[1024];
@@ -3459,8 +3536,9 @@ static int parse_request(const char *head, size_t len, struct request *req)
  * Signals: SIGINT and SIGTERM are blocked in every thread, and let through
  * only while the accept loop waits in ppoll(), so they are handled in this
  * one place, and one that comes between the loop's look at stop_requested
- * and its wait is not lost: it ends the wait at once.  SIGPIPE is ignored:
- * a write to a closed pipe (the log's, section 8) fails with EPIPE instead.
+ * and its wait is not lost: it ends the wait at once.  SIGPIPE is ignored
+ * (main, first thing): a write to a closed pipe (the log's, section 8)
+ * fails with EPIPE instead.
  */
 
 /*
@@ -3941,8 +4019,7 @@ static int install_signal_handlers(void)
     sigaddset(&stop_signals, SIGTERM);
     /* blocked from here on, and in every thread started later */
     if (sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask) < 0 ||
-        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
-        signal(SIGPIPE, SIG_IGN) == SIG_ERR) {      /* a closed log pipe: section 8 */
+        sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
         fprintf(stderr, "server: signals: %s\n", strerror(errno));
         return -1;
     }
@@ -4058,22 +4135,25 @@ static struct slot *free_slot(void)
  * deadline (4.2 s, for they had held their slots 0.8 s already).  So the
  * accept loop takes the newcomer (and refuses it at once if its address
  * has its share already), then makes room: one connection whose worker is
- * waiting for its client right now gives way.  Which one, in this order:
- *   1. one we have not replied to yet: it has sent no whole ClientHello,
- *      so it cost us nothing, and whoever holds it has got nowhere;
- *   2. one already answered (or failed), whose client has only to close
- *      (cutting its lingering short risks only a reset after the answer);
- *   3. any other;
- * and within each, the one that has kept us waiting longest.  We wait for
- * a real visitor only for a round trip between her messages, while an idle
- * or stalled connection has kept us waiting since it stalled.  Not the
- * first to arrive: a crowd that keeps opening new connections would push
- * out Alice's, the oldest after a moment; nor "has said nothing": a crowd
- * that sends one byte would then leave her, silent for the 12 ms curl
- * takes to read her .p12, the only one.  A crowd that sends whole
- * ClientHellos and stalls is in class 3 with her, but costs us a signature
- * per connection (section 1): a flood of work, which no choice of slots
- * can answer.  The one chosen is flagged and its socket shut down, so that
+ * waiting for its client right now gives way.  Which one:
+ *   - from the address (or /64) holding the most slots: a crowd from a
+ *     few addresses holds several each, Alice one;
+ *   - of those, one we have not replied to yet (no whole ClientHello: it
+ *     cost us nothing and got nowhere), then one already answered, whose
+ *     client has only to close (cutting its lingering short risks only a
+ *     reset after the answer), then any other;
+ *   - and of those, the one that has kept us waiting longest.  We wait for
+ *     a real visitor only for a round trip between her messages, while an
+ *     idle or stalled connection has kept us waiting since it stalled.
+ * Each of the simpler rules before this was broken by an outside attack:
+ * "the first to arrive" (a crowd that keeps coming made Alice's the
+ * oldest), "has said nothing" (a crowd that says one byte left her, silent
+ * while curl reads her .p12, the only one), classes and waits alone (a
+ * crowd that finishes its handshake, or gets a HelloRetryRequest, which
+ * costs us no signature, and then sends a byte every 5 ms, kept its waits
+ * shorter than hers).  What still wins: a crowd from more addresses than
+ * there are slots, one connection each, that keeps us busier than Alice
+ * does.  The one chosen is flagged and its socket shut down, so that
  * its wait ends at once (its client just sees the connection close); its
  * worker logs "dropped" (unless it had its answer already) and frees the
  * slot for the newcomer.  One at a time: none is chosen while one is still
@@ -4082,6 +4162,8 @@ static struct slot *free_slot(void)
  * chosen is cut short all the same.
  */
 enum room_class { NOT_REPLIED_TO = 1, FINISHING, ANY_OTHER };
+
+static int slots_held_by(const char *network);
 
 static enum room_class room_class(const struct slot *sl)
 {
@@ -4095,6 +4177,7 @@ static bool make_room(void)
     struct slot *chosen = NULL;
     long long chosen_since = 0;
     enum room_class chosen_class = ANY_OTHER;
+    int chosen_held = 0;
     pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++) {
         struct slot *sl = &clients.slots[i];
@@ -4106,11 +4189,14 @@ static bool make_room(void)
         if (since == 0)
             continue;
         enum room_class class = room_class(sl);
-        if (chosen == NULL || class < chosen_class ||
-            (class == chosen_class && since < chosen_since)) {
+        int held = slots_held_by(sl->network);
+        if (chosen == NULL || held > chosen_held ||
+            (held == chosen_held &&
+             (class < chosen_class || (class == chosen_class && since < chosen_since)))) {
             chosen = sl;
             chosen_since = since;
             chosen_class = class;
+            chosen_held = held;
         }
     }
     if (chosen) {
@@ -4147,12 +4233,19 @@ static void network_of(const struct sockaddr_storage *peer, const char *peer_tex
     snprintf(out, size, "%s/64", text);
 }
 
-static int in_flight_from(const char *network)
+/* Connections in flight from this network; under clients.lock. */
+static int slots_held_by(const char *network)
 {
     int n = 0;
-    pthread_mutex_lock(&clients.lock);
     for (int i = 0; i < clients.count; i++)
         n += clients.slots[i].busy && strcmp(clients.slots[i].network, network) == 0;
+    return n;
+}
+
+static int in_flight_from(const char *network)
+{
+    pthread_mutex_lock(&clients.lock);
+    int n = slots_held_by(network);
     pthread_mutex_unlock(&clients.lock);
     return n;
 }
@@ -4716,6 +4809,8 @@ int main(int argc, char **argv)
     if (opt.revoke_serial || opt.renew_crl)
         return revoke_from_command_line(&opt);
 
+    /* before the first line of the log: a closed log pipe (section 8) */
+    signal(SIGPIPE, SIG_IGN);
     struct issuer ca = {NULL, NULL};
     srv.timeout_ms = opt.timeout_s * 1000;
     srv.opts = &opt;
@@ -4736,8 +4831,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "server: --reject-unauthorized: a client without a trusted certificate "
                         "is refused in the handshake, with no page\n");
     fprintf(stderr, "server: listening on https://localhost:%d/ (Ctrl-C stops)\n", port);
-    int status = accept_loop(&srv) < 0 ? 1 : 0;
+    int status = log_start() < 0 || accept_loop(&srv) < 0 ? 1 : 0;
     log_say("stopped");
+    log_stop();
     free_creds();
     free_server(&srv);
     free_issuer(&ca);
