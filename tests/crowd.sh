@@ -124,10 +124,19 @@ churn_while() {
     fi
     stop_server
 }
+# under valgrind a handshake costs the server 20 times more: longer waits,
+# and a handshake crowd that does not take all the CPU
+alice_max_time=20
+handshakes_a_second=100
+if [ -n "${SERVER_WRAPPER:-}" ]; then
+    alice_max_time=120
+    handshakes_a_second=10
+fi
 alice_5_times() {
     local i code
     for i in 1 2 3 4 5; do
-        code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 20 --cacert "$certs/server_cert.pem" \
+        code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time "$alice_max_time" \
+            --cacert "$certs/server_cert.pem" \
             --cert "$certs/alice.p12" --cert-type p12 "https://localhost:$port/authenticate" 2>&1)
         [ "$code" = 200 ] || { echo "visit $i: $code"; return 1; }
     done
@@ -144,8 +153,8 @@ churn_while "500 new connections a second that say one byte, Alice as curl with 
 # a crowd from 16 addresses that finishes its handshakes (we reply: the
 # class Alice is in once her ClientHello is in), 4 slots each to her 1;
 # slow to come under valgrind, so one giving way is enough to show it came
-churn_while "100 new connections a second from 16 addresses that finish the handshake and stall, Alice as curl" 0 \
-    --rate 100 --sources 16 --handshake -- alice_5_times
+churn_while "$handshakes_a_second new connections a second from 16 addresses that finish the handshake and stall, Alice as curl" 0 \
+    --rate "$handshakes_a_second" --sources 16 --handshake -- alice_5_times
 
 echo "# IPv6: --max-per-address counts a /64 as one client"
 start_server --timeout 5 --max-per-address 3
