@@ -944,7 +944,7 @@ stop_server
 # --max-clients 2, both slots held by idle clients, first 127.0.0.4, then
 # 127.0.0.5, with a deadline of 30 s: a second from 127.0.0.5 is over its
 # cap (1) and is refused without making anyone give way; Alice does not
-# wait the deadline out: the first to arrive, 127.0.0.4's, gives way to her
+# wait the deadline out: 127.0.0.4's, which has kept us waiting longest, gives way
 start_idle_server --timeout 30 --max-clients 2 --max-per-address 1
 flood_from 127.0.0.4 --idle 1 --dribble 0 --hold 40
 flood4_pid=$flood_pid
@@ -965,9 +965,9 @@ expect "--max-clients 2, both held by idle clients (deadline 30 s): Alice is wel
 order=$(grep -E '^127\.0\.0\.[45] |admitted "CN=Alice"' "$log" | grep -v 'refused at once' | cut -d' ' -f1 | tr '\n' ' ')
 if [ "$order" = "127.0.0.4 127.0.0.1 " ] &&
     grep -q '^127\.0\.0\.4 - "" - dropped: every slot was taken, and this connection gave way to a newcomer' "$log"; then
-    ok "  ... the oldest (127.0.0.4's) gave way to her, and says so (log order: $order)"
+    ok "  ... the one that kept us waiting longest (127.0.0.4's) gave way to her, and says so (log order: $order)"
 else
-    fail "  ... the oldest (127.0.0.4's) gave way to her" "log order: $order" "$(tail -n 4 "$log")"
+    fail "  ... the one waiting longest (127.0.0.4's) gave way to her" "log order: $order" "$(tail -n 4 "$log")"
 fi
 kill "$flood4_pid" "$flood_pid" 2>/dev/null
 wait "$flood4_pid" "$flood_pid" 2>/dev/null
