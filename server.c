@@ -10,29 +10,38 @@
  *                      401 "Sorry, but ..."     no certificate at all.
  *
  * This file does the same with GnuTLS and the C library.
+ * Build and run:  make && ./server      Try it:  make test, or README.md.
  *
- * FIRST READING: the lesson, sections 1 to 6, in the tutorial's order.
+ * WHERE EACH STEP OF THE TUTORIAL LIVES
+ *   openssl req -x509 ... (the server's key and certificate)   gencerts.sh, "Server:"
+ *   openssl req -newkey ... (Alice's and Bob's keys, CSRs)     gencerts.sh, "Alice:", "Bob:"
+ *   openssl x509 -req ... (signing them)                       gencerts.sh, "Alice's CSR ..."
+ *   openssl pkcs12 -export ... (alice.p12, bob.p12)            gencerts.sh, "... bundled as"
+ *   const opts = { key, cert, ca }                section 1, load_credentials
+ *   requestCert: true, rejectUnauthorized: false  section 1, start_session
+ *   app.get('/'), app.get('/authenticate')        section 2, route
+ *   req.client.authorized                         section 3, check_client_certificate
+ *   req.connection.getPeerCertificate()           section 3, read_names
+ *   res.send(...): 200, 403, 401                  section 4, greeting
+ *   https.createServer(opts, app).listen(9999)    section 12, open_listener, accept_loop
+ *   curl --cert alice.p12 ... (and bob.p12)       README.md, "Two commands"; test.sh
+ *   importing alice.p12 into a browser            README.md, "Try it in a browser"
  *
- *   1. credentials: key, certificate, trusted CAs   opts = { key, cert, ca }
- *   2. the session: ask for a client certificate    requestCert, rejectUnauthorized
- *   3. when the handshake fails: a TLS alert        (the "cryptic error" the tutorial avoids)
- *   4. the certificate check                        req.client.authorized, getPeerCertificate()
- *   5. the answers                                  app.get(...), res.send(...)
- *   6. one connection, start to end
- *
- * PART 2, sections A to F, is the article the tutorial promised and never
- * published: the server issues certificates to invited visitors, records
- * whose they are, and takes them back (./server --enroll).  Part-1 readers
- * can skip it.
- *
- * Skip the rest on a first pass: it is THE MACHINERY, what a real server
- * needs that express and Node did for the tutorial (sections 7 to 13: the
- * deadline on every connection, the log, HTTP by hand, the accept loop and
- * its worker threads, files written whole, the command line, main).  Come back to 7, 8 and
- * 10 to see why a slow or hostile client can't hold the server, forge its
- * log, or keep others out.
- *
- * Build and run:  make && ./server      Try it:  ./test.sh, or README.md.
+ * READING ORDER
+ *   THE LESSON, to the next banner: the story of one connection in five
+ *     steps (1. the handshake, 2. the request, 3. the certificate check,
+ *     4. the answer, 5. the close), then a section for each step.
+ *   BEYOND THE TUTORIAL (6 to 8): the alert a failed handshake ends with,
+ *     the TLS policy, the revocation list (CRL).  The lesson points to each.
+ *   PART 2 (A to F): the article the tutorial promised.  The server issues
+ *     certificates to invited visitors and takes them back (--enroll).
+ *   THE MACHINERY (9 to 15): what express and Node did for the tutorial:
+ *     deadlines, the log, HTTP, the accept loop, files, the command line,
+ *     main.  Sections 9, 10 and 12 say why a slow or hostile client can't
+ *     hold the server, forge its log, or keep others out.
+ * LEFT OUT: one request per connection (no keep-alive), HTTP/1.1 only (no
+ * HTTP/2), no session resumption (section 7 says why), no OCSP: the CRL
+ * (section 8) is how a revocation reaches the server.
  */
 
 #define _GNU_SOURCE     /* ppoll */
@@ -44,7 +53,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
@@ -53,6 +61,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,203 +79,31 @@
 #include <gnutls/pkcs12.h>
 #include <gnutls/x509.h>
 
-#define DEFAULT_PORT      9999      /* the tutorial's listen(9999) */
-#define DEFAULT_CERTS_DIR "certs"   /* where gencerts.sh writes */
-#define DEFAULT_TIMEOUT_S 5         /* longest time one client may take */
-#define DEFAULT_MAX_CLIENTS 64      /* connections in flight (section 10 says why) */
-#define DEFAULT_MAX_PER_ADDRESS 8   /* of those, from one client address */
-#define DEFAULT_INVITE_HOURS 24     /* part 2: how long an invitation is good for */
-#define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
-#define MAX_REQUEST_BODY  4096      /* part 2's forms: a code, a passphrase, a box */
-#define WHY_SIZE 256                /* an error message: what failed, and why */
+#define DEFAULT_PORT 9999   /* the tutorial's listen(9999); other defaults: section 14 */
+#define WHY_SIZE 256        /* an error message: what failed, and why */
 
 /* ========================================================================== */
 /*                        THE LESSON: the tutorial in C                       */
 /* ========================================================================== */
 
-/* ======================= 1. Credentials ================================== */
-/*
- * Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
- * Loaded once at start-up and shared by every session: loading them per
- * connection would redo the key check and double the cost of a handshake.
- */
-
-/* The files behind opts; the command line (section 12) fills them in. */
-struct options {
-    int port;                    /* 0 = any free port (the tests use it) */
-    int timeout_s;
-    char key_file[PATH_MAX];     /* localhost_key.pem, or the tutorial's server_key.pem */
-    char cert_file[PATH_MAX];    /* localhost_cert.pem, or the tutorial's server_cert.pem */
-    char ca_file[PATH_MAX];      /* the CAs whose clients we admit: server_cert.pem */
-    char crl_file[PATH_MAX];     /* certificates those CAs revoked */
-    bool crl_required;           /* --crl given: the file must be there */
-    bool reject_unauthorized;    /* the tutorial's other choice (section 2) */
-    int max_clients;             /* connections in flight at most (section 10) */
-    int max_per_address;         /* of those, from one address */
-    /* Part 2: the server issues and revokes certificates */
-    char certs_dir[PATH_MAX];    /* where invites/, accounts/ and issued/ are kept */
-    char issuer_cert_file[PATH_MAX];    /* the CA that signs: server_cert.pem */
-    char issuer_key_file[PATH_MAX];     /* and its key: server_key.pem */
-    bool enroll;                 /* --enroll: the part-2 pages */
-    const char *invite_name;     /* --invite NAME */
-    int invite_hours;            /* --invite-hours */
-    const char *revoke_serial;   /* --revoke SERIAL */
-    bool renew_crl;              /* --renew-crl */
-};
-
-/*
- * TLS policy, beyond the tutorial:
- * - TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated (RFC 8996), and GnuTLS
- *   3.7's "NORMAL" still offers them.
- * - No session resumption.  A resumed session carries the identity proved
- *   in an earlier handshake, without fresh proof that the client still holds
- *   the key, and it skips today's date and revocation checks.  GnuTLS only
- *   resumes when asked to, so we simply never ask: no session tickets
- *   (gnutls_session_ticket_enable_server) and no session cache (gnutls_db_*).
- * - In TLS 1.2, only forward-secret key exchange (ECDHE) and ciphers that
- *   encrypt and authenticate in one step (AEAD: AES-GCM, ChaCha20-Poly1305,
- *   and AES-CCM with an ECDSA key): part 2 sends private keys and
- *   passphrases over these connections.  "NORMAL" also offers -RSA, RSA key
- *   exchange (not RSA certificates: whoever later gets the server's key
- *   decrypts every session recorded before), -DHE-RSA (forward secret, but
- *   slow, and every client we test speaks ECDHE), and CBC (MAC-then-encrypt:
- *   the padding oracles of Lucky13), whose suites are the only ones with a
- *   SHA-1 MAC (-SHA1).  TLS 1.3's suites are all AEAD, with an ephemeral
- *   key exchange: left as NORMAL has them.
- * - No renegotiation: a TLS 1.2 client that asks for a new handshake ends
- *   its connection (see read_request_head); we never call gnutls_handshake
- *   twice.
- */
-#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" \
-                       "-RSA:-DHE-RSA:-AES-256-CBC:-AES-128-CBC:-SHA1"
-
-/* What every connection shares, read-only.  The credentials themselves
- * (opts, loaded) are handed to each connection as it starts (section 10):
- * they are loaded anew when crl.pem changes. */
+/* What every connection shares, read-only.  The credentials are handed to
+ * each connection apart: they are loaded anew when the CRL changes (section 8). */
 struct issuer;
+struct options;
 struct server {
-    const struct options *opts;
+    const struct options *opts;         /* what the command line said (section 14) */
+    bool reject_unauthorized;           /* the tutorial's other choice (section 1) */
     const struct issuer *issuer;        /* part 2, under --enroll; else NULL */
-    gnutls_priority_t priorities;
+    gnutls_priority_t priorities;       /* the TLS policy (section 7) */
     int listen_fd;
     int timeout_ms;
 };
-
-static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
-
-/* GnuTLS's "Error while reading file" does not say which one; we do. */
-static int check_readable(const char *path, const char *what, char *why)
-{
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);   /* a FIFO must not hang us */
-    int err = fd < 0 ? errno : fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
-    if (fd >= 0)
-        close(fd);
-    if (err) {
-        snprintf(why, WHY_SIZE, "cannot read the %s %.150s: %s", what, path,
-                 err == EINVAL ? "not a file" : strerror(err));
-        return -1;
-    }
-    return 0;
-}
-
-/* opts, loaded into fresh credentials.  Returns 1 with a CRL (its text
- * into *crl_text, for section 10's checks; free it), 0 without one, or -1
- * with why[] naming the file.  Section 10 calls it again when crl.pem
- * changes, with crl_required once a CRL has been in force: a lost crl.pem
- * must never switch revocation off. */
-static int load_credentials(gnutls_certificate_credentials_t *out, const struct options *o,
-                            bool crl_required, gnutls_datum_t *crl_text, char *why)
-{
-    gnutls_certificate_credentials_t creds;
-    int ret, with_crl = 0;
-
-    if (check_readable(o->key_file, "server key", why) < 0 ||
-        check_readable(o->cert_file, "server certificate", why) < 0 ||
-        check_readable(o->ca_file, "CA certificate", why) < 0)
-        return -1;
-
-    ret = gnutls_certificate_allocate_credentials(&creds);
-    if (ret < 0) {
-        snprintf(why, WHY_SIZE, "credentials: %s", gnutls_strerror(ret));
-        return -1;
-    }
-    /* key + cert: what the server shows every client. GnuTLS also checks here
-     * that the key belongs to the certificate. */
-    ret = gnutls_certificate_set_x509_key_file(creds, o->cert_file, o->key_file,
-                                               GNUTLS_X509_FMT_PEM);
-    if (ret < 0) {
-        snprintf(why, WHY_SIZE, "cannot use %.100s with %.100s: %s",
-                 o->cert_file, o->key_file, gnutls_strerror(ret));
-        goto fail;
-    }
-    /* ca: the issuers whose clients we admit. It returns how many certificates
-     * it read; a file with none is an error for us, not for GnuTLS. */
-    ret = gnutls_certificate_set_x509_trust_file(creds, o->ca_file, GNUTLS_X509_FMT_PEM);
-    if (ret <= 0) {
-        snprintf(why, WHY_SIZE, "no CA certificate in %.150s: %s", o->ca_file,
-                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM certificate");
-        goto fail;
-    }
-    /* Beyond the tutorial: a CA takes back certificates by listing them in
-     * a CRL; without it, a revoked certificate would still be admitted.
-     * VERIFY_CRLS makes GnuTLS check, as it loads the CRL, that one of the
-     * CAs above signed it, so a stray file is an error now, not a silent
-     * no-op later. */
-    if (crl_required || access(o->crl_file, F_OK) == 0) {
-        /* read once, here: what GnuTLS checks with is then the very text
-         * section 10 checks against the lists in force, and a FIFO put in
-         * crl.pem's place can't hang us (read_whole_file, section 11) */
-        struct stat st;
-        if (read_whole_file(o->crl_file, crl_text, &st) < 0) {
-            snprintf(why, WHY_SIZE, "cannot read the certificate revocation list %.150s: %s",
-                     o->crl_file, errno == EINVAL ? "not a file" : strerror(errno));
-            goto fail;
-        }
-        gnutls_certificate_set_flags(creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
-        ret = gnutls_certificate_set_x509_crl_mem(creds, crl_text, GNUTLS_X509_FMT_PEM);
-        if (ret <= 0) {
-            free(crl_text->data);
-            crl_text->data = NULL;
-            snprintf(why, WHY_SIZE, "no usable CRL in %.150s: %s", o->crl_file,
-                     ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
-            goto fail;
-        }
-        with_crl = 1;
-    }
-    *out = creds;
-    return with_crl;
-fail:
-    gnutls_certificate_free_credentials(creds);
-    return -1;
-}
-
-/* The TLS policy above, compiled once. */
-static int load_priorities(struct server *srv)
-{
-    int ret = gnutls_priority_init(&srv->priorities, TLS_PRIORITIES, NULL);
-    if (ret < 0) {
-        fprintf(stderr, "server: priorities \"%s\": %s\n", TLS_PRIORITIES, gnutls_strerror(ret));
-        return -1;
-    }
-    return 0;
-}
-
-static void free_server(struct server *srv)
-{
-    if (srv->listen_fd >= 0)
-        close(srv->listen_fd);
-    if (srv->priorities)
-        gnutls_priority_deinit(srv->priorities);
-}
-
-/* ======================= 2. The session ================================== */
 
 /* Everything we know about one connection; it ends as one log line. */
 struct connection {
     int fd;
     gnutls_certificate_credentials_t creds;    /* opts, as loaded when it began */
-    struct shared_creds *newer_creds;   /* newer ones, for the check (section 10) */
+    struct shared_creds *newer_creds;   /* newer ones, for the check (section 8) */
     struct timespec deadline;   /* the whole exchange must end by then */
     unsigned long bytes_in;     /* how much the client sent us */
     char peer[INET6_ADDRSTRLEN];
@@ -276,22 +113,123 @@ struct connection {
     char note[640];             /* who the client is, or what went wrong */
 };
 
-/* What the lesson uses from the machinery below section 6. */
-static atomic_int stop_requested;               /* SIGINT or SIGTERM came */
-static const char *cut_short(void);             /* why the server ends this connection */
-static void use_deadline_transport(gnutls_session_t s, struct connection *conn, int timeout_ms);
-static void note(struct connection *conn, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
-static void log_escape(char *out, size_t cap, const char *text, size_t len);
-struct shared_creds;
-static int use_current_credentials(gnutls_session_t s, struct connection *conn);
+/* The answer to send: part 1's are HTML pages; part 2's bundle is not. */
+struct answer {
+    int status;
+    char *page;
+    size_t page_len;            /* 0: strlen(page) */
+    const char *content_type;   /* NULL: text/html */
+    char disposition[128];      /* Content-Disposition, if any */
+    const char *allow;          /* the Allow header of a 405 */
+    bool head_only;
+};
+
+/* The steps, in the sections below: */
+static int start_session(const struct server *srv, struct connection *conn,
+                         gnutls_session_t *out);
+static int handshake(gnutls_session_t s, struct connection *conn);
+static int answer_request(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                          struct answer *ans);      /* reads the request, calls route() */
+static int send_response(gnutls_session_t s, struct connection *conn, const struct answer *ans);
+static void close_connection(gnutls_session_t s, struct connection *conn);
+/* ... and from the sections beyond the lesson: */
+static void set_deadline(struct connection *conn, int timeout_ms);
+static void tls_failure(gnutls_session_t s, struct connection *conn, const char *what,
+                        const char *why, int err);
 static void release_newer_creds(struct connection *conn);
 
+/* ======================= The story of one connection ====================== */
+/* Every connection runs this, start to end, in a thread of its own that the
+ * accept loop (section 12: listen(9999)) hands it to.  Step N is told in
+ * section N.  A failure ends this connection only, in the log, and the next
+ * visitor is served. */
+static void serve_connection(const struct server *srv, gnutls_certificate_credentials_t creds,
+                             int fd, const char *peer)
+{
+    struct connection conn = {.fd = fd, .creds = creds};
+    struct answer ans = {0};
+    gnutls_session_t s = NULL;
+
+    snprintf(conn.peer, sizeof conn.peer, "%s", peer);
+    set_deadline(&conn, srv->timeout_ms);   /* for the whole visit (section 9) */
+
+    /* 1. The handshake: our key and certificate (opts), and a request for
+     *    the client's certificate (requestCert).  Section 1. */
+    if (start_session(srv, &conn, &s) < 0 || handshake(s, &conn) < 0)
+        goto close;
+
+    /* 2. The request: read it, and route it (app.get).  Section 2.
+     * 3. For /authenticate, the route checks the client's certificate
+     *    (req.client.authorized).  Section 3.
+     * 4. ... and picks the answer (res.send), sent here.  Section 4. */
+    if (answer_request(s, srv, &conn, &ans) < 0)
+        goto close;
+    int ret = send_response(s, &conn, &ans);
+    if (ret < 0)
+        tls_failure(s, &conn, "sending the answer failed", gnutls_strerror(ret), ret);
+
+close:
+    /* 5. The close: tell the client the answer is complete, let it read
+     *    it, and write the log line.  Section 5. */
+    close_connection(s, &conn);
+    if (ans.page && ans.page_len)
+        gnutls_memset(ans.page, 0, ans.page_len);  /* part 2's bundle holds a key */
+    free(ans.page);
+    if (s)
+        gnutls_deinit(s);
+    release_newer_creds(&conn);     /* section 8 */
+}
+
+/* ======================= 1. The handshake ================================= */
+
+static int check_readable(const char *path, const char *what, char *why);
+
+/* Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
+ * Loaded once, before the first connection, and shared by every session.
+ * Returns 0, or -1 with why[] naming the file.  Section 8 adds the CRL. */
+static int load_credentials(gnutls_certificate_credentials_t *out, const char *key_file,
+                            const char *cert_file, const char *ca_file, char *why)
+{
+    gnutls_certificate_credentials_t creds;
+
+    /* GnuTLS's "Error while reading file" does not say which one; we do. */
+    if (check_readable(key_file, "server key", why) < 0 ||
+        check_readable(cert_file, "server certificate", why) < 0 ||
+        check_readable(ca_file, "CA certificate", why) < 0)
+        return -1;
+    int ret = gnutls_certificate_allocate_credentials(&creds);
+    if (ret < 0) {
+        snprintf(why, WHY_SIZE, "credentials: %s", gnutls_strerror(ret));
+        return -1;
+    }
+    /* key + cert: what the server shows every client. GnuTLS also checks here
+     * that the key belongs to the certificate. */
+    ret = gnutls_certificate_set_x509_key_file(creds, cert_file, key_file, GNUTLS_X509_FMT_PEM);
+    if (ret < 0) {
+        snprintf(why, WHY_SIZE, "cannot use %.100s with %.100s: %s",
+                 cert_file, key_file, gnutls_strerror(ret));
+        goto fail;
+    }
+    /* ca: the issuers whose clients we admit. It returns how many certificates
+     * it read; a file with none is an error for us, not for GnuTLS. */
+    ret = gnutls_certificate_set_x509_trust_file(creds, ca_file, GNUTLS_X509_FMT_PEM);
+    if (ret <= 0) {
+        snprintf(why, WHY_SIZE, "no CA certificate in %.150s: %s", ca_file,
+                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM certificate");
+        goto fail;
+    }
+    *out = creds;
+    return 0;
+fail:
+    gnutls_certificate_free_credentials(creds);
+    return -1;
+}
+
 /*
- * Tutorial: requestCert: true, rejectUnauthorized: false.
+ * requestCert: true, rejectUnauthorized: false.
  *
  * GNUTLS_CERT_REQUEST asks for a certificate and lets the handshake finish
- * without one, or with one we don't trust, so that section 4 can look at it
+ * without one, or with one we don't trust, so that section 3 can look at it
  * and answer 401 or 403 with a page.
  *
  * The tutorial's other choice, rejectUnauthorized: true, is two things in
@@ -301,7 +239,7 @@ static void release_newer_creds(struct connection *conn);
  *                               a certificate that does not verify fails it
  *                               too.  REQUIRE alone does not check trust:
  *                               Bob's self-signed certificate would pass.
- * Either failure ends the handshake with a TLS alert (section 3), before
+ * Either failure ends the handshake with a TLS alert (section 6), before
  * any page can be sent: the browser shows its own error, the "cryptic
  * HTTPS error message (ERR_BAD_SSL_CLIENT_AUTH_CERT)" the tutorial avoids.
  *
@@ -309,6 +247,10 @@ static void release_newer_creds(struct connection *conn);
  * browser offers only certificates from them: the tutorial's "only Alice's
  * certificate is in the list".
  */
+static void use_deadline_transport(gnutls_session_t s, struct connection *conn, int timeout_ms);
+static void note(struct connection *conn, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static int start_session(const struct server *srv, struct connection *conn,
                          gnutls_session_t *out)
 {
@@ -323,7 +265,7 @@ static int start_session(const struct server *srv, struct connection *conn,
     if (ret < 0)
         goto fail_session;
 
-    if (!srv->opts->reject_unauthorized) {
+    if (!srv->reject_unauthorized) {
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
     } else {
         static gnutls_typed_vdata_st purpose = {
@@ -333,7 +275,7 @@ static int start_session(const struct server *srv, struct connection *conn,
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
         gnutls_session_set_verify_cert2(s, &purpose, 1, 0);
     }
-    use_deadline_transport(s, conn, srv->timeout_ms);
+    use_deadline_transport(s, conn, srv->timeout_ms);   /* section 9 */
     *out = s;
     return 0;
 
@@ -344,7 +286,290 @@ fail:
     return -1;
 }
 
-/* ======================= 3. When the handshake fails: an alert ============ */
+static const char *cut_short(void);     /* why the server ends this connection, or NULL */
+
+/* The TLS handshake: the client's certificate, if any, arrives here. */
+static int handshake(gnutls_session_t s, struct connection *conn)
+{
+    int ret;
+    do {
+        ret = gnutls_handshake(s);
+    } while (ret < 0 && !gnutls_error_is_fatal(ret) && !cut_short());
+    if (ret == GNUTLS_E_PREMATURE_TERMINATION && !cut_short()) {
+        /* Not a failure: browsers open spare connections ahead of need and
+         * close the ones they don't use, some before a word, some after
+         * their ClientHello.  GnuTLS calls it "non-properly terminated". */
+        note(conn, conn->bytes_in == 0 ? "closed before a handshake began"
+                                       : "the client left during the handshake");
+        return -1;
+    }
+    if (ret < 0) {
+        tls_failure(s, conn, "handshake failed", gnutls_strerror(ret), ret);
+        return -1;
+    }
+    conn->tls_version = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
+    return 0;
+}
+
+/* ======================= 2. The request =================================== */
+/* Tutorial: app.get('/', ...) and app.get('/authenticate', ...).  Section 11
+ * reads the request by hand, as express did, and calls route(). */
+
+struct request;
+static bool path_is(const struct request *req, const char *path);
+static bool method_is(const struct request *req, const char *method);
+static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status);
+static void error_page(struct answer *ans, int status);
+static bool part2_route(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                        const struct request *req, struct answer *ans);
+
+static void route(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                  const struct request *req, struct answer *ans)
+{
+    bool get = method_is(req, "GET") || method_is(req, "HEAD");
+
+    if (srv->issuer && part2_route(s, srv, conn, req, ans))
+        return;                     /* part 2's pages, under --enroll: section F */
+    if (get && path_is(req, "/")) {
+        ans->status = 200;          /* the landing page: unprotected, for everyone */
+        ans->page = strdup("<a href=\"authenticate\">Log in using client certificate</a>");
+    } else if (get && path_is(req, "/authenticate")) {
+        ans->page = authenticate_page(s, conn, &ans->status);   /* sections 3 and 4 */
+    } else if (path_is(req, "/") || path_is(req, "/authenticate")) {
+        ans->allow = "GET, HEAD";
+        error_page(ans, 405);
+    } else {
+        error_page(ans, 404);
+    }
+}
+
+/* ======================= 3. The certificate check ========================= */
+/*
+ * Tutorial: req.client.authorized, and req.connection.getPeerCertificate().
+ * The handshake has finished whatever the client sent (GNUTLS_CERT_REQUEST);
+ * now we look at what it was.
+ */
+
+/* What the tutorial reads from req.client and getPeerCertificate(). */
+struct identity {
+    bool presented;             /* a certificate came: the tutorial's cert.subject */
+    bool authorized;            /* req.client.authorized: it verified against our CA */
+    char *subject_cn;           /* cert.subject.CN: "Alice"; the whole DN if there is no CN */
+    char *issuer_cn;            /* cert.issuer.CN: "localhost" */
+    char *subject_dn;           /* "CN=Alice", for the log */
+    char *page_reason;          /* why not authorized, in a reader's words: the 403 page */
+    char *log_reason;           /* the same in GnuTLS's words: the log */
+};
+
+static char *copy_datum(gnutls_datum_t *d);
+static void unescape_dn_value(char *s);
+
+enum dn_of { SUBJECT, ISSUER };
+
+/* cert.subject.CN or cert.issuer.CN, whatever its length: ask for the size
+ * first, then read it.  With no CN, the whole distinguished name stands in,
+ * so the page still says who it was. */
+static char *read_common_name(gnutls_x509_crt_t crt, enum dn_of which)
+{
+    const char *cn_oid = GNUTLS_OID_X520_COMMON_NAME;
+    size_t size = 0;
+    int ret = which == SUBJECT ? gnutls_x509_crt_get_dn_by_oid(crt, cn_oid, 0, 0, NULL, &size)
+                               : gnutls_x509_crt_get_issuer_dn_by_oid(crt, cn_oid, 0, 0, NULL, &size);
+    if (ret == GNUTLS_E_SHORT_MEMORY_BUFFER) {
+        char *cn = malloc(size);
+        if (cn == NULL)
+            return NULL;
+        ret = which == SUBJECT ? gnutls_x509_crt_get_dn_by_oid(crt, cn_oid, 0, 0, cn, &size)
+                               : gnutls_x509_crt_get_issuer_dn_by_oid(crt, cn_oid, 0, 0, cn, &size);
+        if (ret == 0) {
+            unescape_dn_value(cn);      /* GnuTLS gives "Doe\, John" (RFC 4514) */
+            return cn;
+        }
+        free(cn);
+        return NULL;
+    }
+    gnutls_datum_t dn = {NULL, 0};
+    if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE &&
+        (which == SUBJECT ? gnutls_x509_crt_get_dn3(crt, &dn, 0)
+                          : gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)) == 0)
+        return copy_datum(&dn);
+    return NULL;
+}
+
+/* getPeerCertificate(): the names from the client's own certificate, the
+ * first one it sent. */
+static int read_names(gnutls_session_t s, struct identity *id)
+{
+    unsigned int count = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &count);
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t dn = {NULL, 0};
+    int ret;
+
+    if (certs == NULL || count == 0)
+        return GNUTLS_E_NO_CERTIFICATE_FOUND;
+    ret = gnutls_x509_crt_init(&crt);
+    if (ret < 0)
+        return ret;
+    ret = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+    if (ret == 0) {
+        id->subject_cn = read_common_name(crt, SUBJECT);
+        id->issuer_cn = read_common_name(crt, ISSUER);
+        ret = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+        if (ret == 0)
+            id->subject_dn = copy_datum(&dn);
+        if (!id->subject_cn || !id->issuer_cn || !id->subject_dn)
+            ret = ret < 0 ? ret : GNUTLS_E_MEMORY_ERROR;
+    }
+    gnutls_x509_crt_deinit(crt);
+    return ret;
+}
+
+static int use_current_credentials(gnutls_session_t s, struct connection *conn);
+static void explain_refusal(int ret, unsigned int status, struct identity *id);
+
+/* req.client.authorized.  Decide on the verification status, never on the
+ * return value alone: a certificate from an unknown issuer verifies
+ * "successfully" (0) with a status that says it is not trusted.  status
+ * starts as INVALID so that any path we did not foresee refuses.  The
+ * purpose check (TLS WWW client) refuses a certificate our CA made for
+ * servers only; one without any extended key usage may serve any purpose. */
+static void check_client_certificate(gnutls_session_t s, struct connection *conn,
+                                     struct identity *id)
+{
+    gnutls_typed_vdata_st purpose = {
+        .type = GNUTLS_DT_KEY_PURPOSE_OID,
+        .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
+    };
+    unsigned int status = GNUTLS_CERT_INVALID;
+
+    memset(id, 0, sizeof *id);
+    /* the revocation list in force now, even if it changed since the
+     * handshake (section 8) */
+    int ret = use_current_credentials(s, conn);
+    if (ret == 0)
+        ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
+    if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
+        return;                                 /* no certificate at all */
+    id->presented = true;
+    id->authorized = ret == 0 && status == 0;   /* req.client.authorized */
+    if (!id->authorized)
+        explain_refusal(ret, status, id);       /* for the 403 page and the log */
+
+    ret = read_names(s, id);
+    if (ret < 0 && id->authorized) {
+        /* trusted, yet unreadable: refuse rather than greet "(null)" */
+        id->authorized = false;
+        free(id->log_reason);
+        id->log_reason = strdup(gnutls_strerror(ret));
+        id->page_reason = strdup("its names could not be read");
+    }
+}
+
+/* ======================= 4. The answer ==================================== */
+/* Tutorial: res.send(...), the three answers of app.get('/authenticate').
+ * send_response (section 11) sends the page with its HTTP headers. */
+
+static char *html_escape(const char *s);
+static char *format_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The page for what section 3 found.  Sets *status. */
+static char *greeting(const struct identity *id, int *status)
+{
+    char *page = NULL, *who = NULL, *issuer = NULL;
+
+    if (id->presented) {
+        /* whoever makes a certificate chooses its names: escape them for
+         * HTML, or a CN of "<script>..." runs in the browser */
+        who = html_escape(id->subject_cn ? id->subject_cn : "stranger");
+        issuer = html_escape(id->issuer_cn ? id->issuer_cn : "an unknown issuer");
+        if (who == NULL || issuer == NULL)
+            goto out;
+    }
+    if (id->authorized) {                   /* if (req.client.authorized) */
+        *status = 200;
+        page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
+    } else if (id->presented) {             /* else if (cert.subject) */
+        *status = 403;
+        /* the tutorial's sentence, then why */
+        page = format_text("Sorry %s, certificates from %s are not welcome here.\n"
+                           "<p>Refused because %s.</p>",
+                           who, issuer, id->page_reason ? id->page_reason : "it is not trusted");
+    } else {
+        *status = 401;
+        page = strdup("Sorry, but you need to provide a client certificate to continue.");
+    }
+out:
+    free(who);
+    free(issuer);
+    return page;    /* NULL: out of memory, and answer_request sends a 500 */
+}
+
+static void note_visitor(struct connection *conn, const struct identity *id);
+static void free_identity(struct identity *id);
+
+/* GET /authenticate: the check, its log note (section 10), the page. */
+static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
+{
+    struct identity id;
+    check_client_certificate(s, conn, &id);
+    note_visitor(conn, &id);
+    char *page = greeting(&id, status);
+    free_identity(&id);
+    return page;
+}
+
+/* ======================= 5. The close ===================================== */
+
+static void linger_close(struct connection *conn);
+static void log_connection(const struct connection *conn);
+
+/* After an answer, close_notify tells the client it is complete; SHUT_WR
+ * does not wait for the client's own, since we close anyway.  Then the
+ * connection's one line in the log, whatever became of it (section 10). */
+static void close_connection(gnutls_session_t s, struct connection *conn)
+{
+    if (conn->status != 0) {
+        int ret = gnutls_bye(s, GNUTLS_SHUT_WR);
+        if (ret < 0)
+            note(conn, "close_notify: %s", gnutls_strerror(ret));
+    }
+    /* after an answer or an alert: let the client read it before we close */
+    linger_close(conn);
+    if (conn->status == 0 && cut_short())
+        note(conn, "dropped: %s", cut_short());
+    log_connection(conn);
+}
+
+/* ========================================================================== */
+/*      BEYOND THE TUTORIAL: what part 1 does that the tutorial does not      */
+/* ========================================================================== */
+
+/* What ./server was told: the files behind opts, and the rest (section 14
+ * fills them in). */
+struct options {
+    int port;                    /* 0 = any free port (the tests use it) */
+    int timeout_s;
+    char key_file[PATH_MAX];     /* localhost_key.pem, or the tutorial's server_key.pem */
+    char cert_file[PATH_MAX];    /* localhost_cert.pem, or the tutorial's server_cert.pem */
+    char ca_file[PATH_MAX];      /* the CAs whose clients we admit: server_cert.pem */
+    char crl_file[PATH_MAX];     /* certificates those CAs revoked */
+    bool crl_required;           /* --crl given: the file must be there */
+    bool reject_unauthorized;    /* the tutorial's other choice (section 1) */
+    int max_clients;             /* connections in flight at most (section 12) */
+    int max_per_address;         /* of those, from one address */
+    /* Part 2: the server issues and revokes certificates */
+    char certs_dir[PATH_MAX];    /* where invites/, accounts/ and issued/ are kept */
+    char issuer_cert_file[PATH_MAX];    /* the CA that signs: server_cert.pem */
+    char issuer_key_file[PATH_MAX];     /* and its key: server_key.pem */
+    bool enroll;                 /* --enroll: the part-2 pages */
+    const char *invite_name;     /* --invite NAME */
+    int invite_hours;            /* --invite-hours */
+    const char *revoke_serial;   /* --revoke SERIAL */
+    bool renew_crl;              /* --renew-crl */
+};
+
+/* ======================= 6. Saying why: alerts, and the 403's reason ====== */
 /*
  * An alert is how TLS says "no".  When a handshake fails (a version we don't
  * speak, no cipher suite in common, a message that does not parse, a
@@ -414,110 +639,6 @@ static void tls_failure(gnutls_session_t s, struct connection *conn, const char 
         note(conn, "%s: %s (sent alert %s)", what, why, name);
 }
 
-/* ======================= 4. The certificate check ======================== */
-/*
- * Tutorial: req.client.authorized, and req.connection.getPeerCertificate().
- * The handshake has finished whatever the client sent (GNUTLS_CERT_REQUEST);
- * now we look at what it was.
- */
-
-/* What the tutorial reads from req.client and getPeerCertificate(). */
-struct identity {
-    bool presented;             /* a certificate came: the tutorial's cert.subject */
-    bool authorized;            /* req.client.authorized: it verified against our CA */
-    char *subject_cn;           /* cert.subject.CN: "Alice"; the whole DN if there is no CN */
-    char *issuer_cn;            /* cert.issuer.CN: "localhost" */
-    char *subject_dn;           /* "CN=Alice", for the log */
-    char *page_reason;          /* why not authorized, in a reader's words: the 403 page */
-    char *log_reason;           /* the same in GnuTLS's words: the log */
-};
-
-/* A copy of a GnuTLS string, in memory we free with free(). */
-static char *copy_datum(gnutls_datum_t *d)
-{
-    char *s = malloc(d->size + 1);
-    if (s) {
-        memcpy(s, d->data, d->size);
-        s[d->size] = '\0';
-    }
-    gnutls_free(d->data);
-    return s;
-}
-
-/* GnuTLS hands a name back escaped for use inside a DN string (RFC 4514:
- * "Doe\, John"); the page shows the name itself. */
-static void unescape_dn_value(char *s)
-{
-    char *out = s;
-    for (; *s; s++) {
-        if (*s == '\\' && s[1] != '\0')
-            s++;
-        *out++ = *s;
-    }
-    *out = '\0';
-}
-
-enum dn_of { SUBJECT, ISSUER };
-
-/* The common name (CN) of the subject or issuer, whatever its length: ask
- * for the size first, then read it.  With no CN, the whole distinguished
- * name stands in, so the page still says who it was. */
-static char *read_common_name(gnutls_x509_crt_t crt, enum dn_of which)
-{
-    const char *cn_oid = GNUTLS_OID_X520_COMMON_NAME;
-    size_t size = 0;
-    int ret = which == SUBJECT ? gnutls_x509_crt_get_dn_by_oid(crt, cn_oid, 0, 0, NULL, &size)
-                               : gnutls_x509_crt_get_issuer_dn_by_oid(crt, cn_oid, 0, 0, NULL, &size);
-    if (ret == GNUTLS_E_SHORT_MEMORY_BUFFER) {
-        char *cn = malloc(size);
-        if (cn == NULL)
-            return NULL;
-        ret = which == SUBJECT ? gnutls_x509_crt_get_dn_by_oid(crt, cn_oid, 0, 0, cn, &size)
-                               : gnutls_x509_crt_get_issuer_dn_by_oid(crt, cn_oid, 0, 0, cn, &size);
-        if (ret == 0) {
-            unescape_dn_value(cn);
-            return cn;
-        }
-        free(cn);
-        return NULL;
-    }
-    gnutls_datum_t dn = {NULL, 0};
-    if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE &&
-        (which == SUBJECT ? gnutls_x509_crt_get_dn3(crt, &dn, 0)
-                          : gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)) == 0)
-        return copy_datum(&dn);
-    return NULL;
-}
-
-/* getPeerCertificate(): the names from the client's own certificate, the
- * first one it sent. */
-static int read_names(gnutls_session_t s, struct identity *id)
-{
-    unsigned int count = 0;
-    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &count);
-    gnutls_x509_crt_t crt;
-    gnutls_datum_t dn = {NULL, 0};
-    int ret;
-
-    if (certs == NULL || count == 0)
-        return GNUTLS_E_NO_CERTIFICATE_FOUND;
-    ret = gnutls_x509_crt_init(&crt);
-    if (ret < 0)
-        return ret;
-    ret = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
-    if (ret == 0) {
-        id->subject_cn = read_common_name(crt, SUBJECT);
-        id->issuer_cn = read_common_name(crt, ISSUER);
-        ret = gnutls_x509_crt_get_dn3(crt, &dn, 0);
-        if (ret == 0)
-            id->subject_dn = copy_datum(&dn);
-        if (!id->subject_cn || !id->issuer_cn || !id->subject_dn)
-            ret = ret < 0 ? ret : GNUTLS_E_MEMORY_ERROR;
-    }
-    gnutls_x509_crt_deinit(crt);
-    return ret;
-}
-
 /* Why a certificate was refused, in a reader's words (the 403 page says it).
  * GnuTLS's own sentence goes to the log beside it. */
 static char *refusal_words(unsigned int status)
@@ -542,482 +663,112 @@ static char *refusal_words(unsigned int status)
     return strdup(text[0] ? text : "it is not trusted");
 }
 
-/*
- * req.client.authorized.  Decide on the verification status, never on the
- * return value alone: a certificate from an unknown issuer verifies
- * "successfully" (0) with a status that says it is not trusted.  status
- * starts as INVALID so that any path we did not foresee refuses.
- *
- * The purpose check (TLS WWW client) refuses a certificate our CA made for
- * servers only; one without any extended key usage may serve any purpose.
- */
-static void check_client_certificate(gnutls_session_t s, struct connection *conn,
-                                     struct identity *id)
+/* Section 3's refusal, explained: ret and status are what verifying it gave. */
+static void explain_refusal(int ret, unsigned int status, struct identity *id)
 {
-    gnutls_typed_vdata_st purpose = {
-        .type = GNUTLS_DT_KEY_PURPOSE_OID,
-        .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
-    };
-    unsigned int status = GNUTLS_CERT_INVALID;
     gnutls_datum_t text = {NULL, 0};
 
-    memset(id, 0, sizeof *id);
-    /* the CRL in force now, even if it changed since the handshake */
-    int ret = use_current_credentials(s, conn);
-    if (ret == 0)
-        ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
-    if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
-        return;                                 /* no certificate at all */
-    id->presented = true;
-    id->authorized = ret == 0 && status == 0;   /* req.client.authorized */
-    if (!id->authorized)
-        id->page_reason = ret < 0 ? strdup("it could not be verified") : refusal_words(status);
-
+    id->page_reason = ret < 0 ? strdup("it could not be verified") : refusal_words(status);
     if (ret < 0)
         id->log_reason = strdup(gnutls_strerror(ret));
-    else if (status != 0 &&
-             gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0)
+    else if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0)
         id->log_reason = copy_datum(&text);
     for (size_t n = id->log_reason ? strlen(id->log_reason) : 0;
          n > 0 && id->log_reason[n - 1] == ' '; n--)
         id->log_reason[n - 1] = '\0';      /* GnuTLS ends its sentences with a space */
-
-    ret = read_names(s, id);
-    if (ret < 0 && id->authorized) {
-        /* trusted, yet unreadable: refuse rather than greet "(null)" */
-        id->authorized = false;
-        free(id->log_reason);
-        id->log_reason = strdup(gnutls_strerror(ret));
-        id->page_reason = strdup("its names could not be read");
-    }
 }
 
-static void free_identity(struct identity *id)
+/* ======================= 7. The TLS policy ================================ */
+/*
+ * TLS policy, beyond the tutorial:
+ * - TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated (RFC 8996), and GnuTLS
+ *   3.7's "NORMAL" still offers them.
+ * - No session resumption.  A resumed session carries the identity proved
+ *   in an earlier handshake, without fresh proof that the client still holds
+ *   the key, and it skips today's date and revocation checks.  GnuTLS only
+ *   resumes when asked to, so we simply never ask: no session tickets
+ *   (gnutls_session_ticket_enable_server) and no session cache (gnutls_db_*).
+ * - In TLS 1.2, only forward-secret key exchange (ECDHE) and ciphers that
+ *   encrypt and authenticate in one step (AEAD: AES-GCM, ChaCha20-Poly1305,
+ *   and AES-CCM with an ECDSA key): part 2 sends private keys and
+ *   passphrases over these connections.  "NORMAL" also offers -RSA, RSA key
+ *   exchange (not RSA certificates: whoever later gets the server's key
+ *   decrypts every session recorded before), -DHE-RSA (forward secret, but
+ *   slow, and every client we test speaks ECDHE), and CBC (MAC-then-encrypt:
+ *   the padding oracles of Lucky13), whose suites are the only ones with a
+ *   SHA-1 MAC (-SHA1).  TLS 1.3's suites are all AEAD, with an ephemeral
+ *   key exchange: left as NORMAL has them.
+ * - No renegotiation: a TLS 1.2 client that asks for a new handshake ends
+ *   its connection (see read_request_head); we never call gnutls_handshake
+ *   twice.
+ */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" \
+                       "-RSA:-DHE-RSA:-AES-256-CBC:-AES-128-CBC:-SHA1"
+
+/* The TLS policy above, compiled once. */
+static int load_priorities(struct server *srv)
 {
-    free(id->subject_cn);
-    free(id->issuer_cn);
-    free(id->subject_dn);
-    free(id->page_reason);
-    free(id->log_reason);
-}
-
-/* ======================= 5. The answers ================================== */
-
-/* What the HTTP machinery (section 9) found in the request. */
-struct request {
-    const char *method;
-    size_t method_len;
-    const char *path;           /* the target without its ?query */
-    size_t path_len;
-    const char *query;          /* after the '?', or NULL */
-    size_t query_len;
-    const char *problem;        /* why the head is malformed, for the log */
-    /* Part 2 reads request bodies and asks where a form came from: */
-    long content_length;        /* -1: no Content-Length */
-    bool transfer_encoding;     /* a Transfer-Encoding header (chunked) came */
-    const char *host, *origin, *fetch_site;     /* header values, or NULL */
-    size_t host_len, origin_len, fetch_site_len;
-    const char *body;           /* a POST's body, once read (section 9) */
-    size_t body_len;
-};
-
-static bool path_is(const struct request *req, const char *path)
-{
-    return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
-}
-
-static bool method_is(const struct request *req, const char *method)
-{
-    return req->method_len == strlen(method) && memcmp(req->method, method, req->method_len) == 0;
-}
-
-/* Certificate fields are chosen by whoever made the certificate: escape them
- * before they go into HTML, or a CN of "<script>..." runs in the browser. */
-static char *html_escape(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; *p; p++)
-        n += strchr("&<>\"'", *p) ? 6 : 1;
-    char *out = malloc(n + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': o = stpcpy(o, "&amp;"); break;
-        case '<': o = stpcpy(o, "&lt;"); break;
-        case '>': o = stpcpy(o, "&gt;"); break;
-        case '"': o = stpcpy(o, "&quot;"); break;
-        case '\'': o = stpcpy(o, "&#39;"); break;
-        default: *o++ = *s;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-/* printf into freshly allocated memory. */
-static char *format_text(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = n < 0 ? NULL : malloc((size_t)n + 1);
-    if (s) {
-        va_start(ap, fmt);
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Internal Server Error";
-    }
-}
-
-/* What the log says of the visitor.  The DN is the certificate maker's
- * text, and GnuTLS's sentence quotes from the certificate too: both go
- * through log_escape (section 8). */
-static void note_visitor(struct connection *conn, const struct identity *id)
-{
-    char dn[256], reason[256];
-    const char *raw_dn = id->subject_dn ? id->subject_dn : "?";
-    const char *raw_reason = id->log_reason ? id->log_reason : "?";
-
-    log_escape(dn, sizeof dn, raw_dn, strlen(raw_dn));
-    log_escape(reason, sizeof reason, raw_reason, strlen(raw_reason));
-    if (id->authorized)
-        note(conn, "admitted \"%s\"", dn);
-    else if (id->presented)
-        note(conn, "refused \"%s\": %s (%s)", dn,
-             id->page_reason ? id->page_reason : "?", reason);
-    else
-        note(conn, "no client certificate");
-}
-
-/* Tutorial: app.get('/authenticate', ...), its three answers: the page for
- * what section 4 found.  Sets *status. */
-static char *greeting(const struct identity *id, int *status)
-{
-    char *page = NULL, *who = NULL, *issuer = NULL;
-
-    if (id->presented) {
-        /* whoever makes a certificate chooses its names: escape them for HTML */
-        who = html_escape(id->subject_cn ? id->subject_cn : "stranger");
-        issuer = html_escape(id->issuer_cn ? id->issuer_cn : "an unknown issuer");
-        if (who == NULL || issuer == NULL)
-            goto out;
-    }
-    if (id->authorized) {                   /* if (req.client.authorized) */
-        *status = 200;
-        page = format_text("Hello %s, your certificate was issued by %s!", who, issuer);
-    } else if (id->presented) {             /* else if (cert.subject) */
-        *status = 403;
-        /* the tutorial's sentence, then why */
-        page = format_text("Sorry %s, certificates from %s are not welcome here.\n"
-                           "<p>Refused because %s.</p>",
-                           who, issuer, id->page_reason ? id->page_reason : "it is not trusted");
-    } else {
-        *status = 401;
-        page = strdup("Sorry, but you need to provide a client certificate to continue.");
-    }
-out:
-    free(who);
-    free(issuer);
-    return page;
-}
-
-static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
-{
-    struct identity id;
-    check_client_certificate(s, conn, &id);
-    note_visitor(conn, &id);
-    char *page = greeting(&id, status);
-    free_identity(&id);
-    return page;
-}
-
-/* The answer to send.  Part 1's are all HTML; part 2's bundle is not. */
-struct answer {
-    int status;
-    char *page;
-    size_t page_len;            /* 0: strlen(page) */
-    const char *content_type;   /* NULL: text/html */
-    char disposition[128];      /* Content-Disposition, if any */
-    const char *allow;          /* the Allow header of a 405 */
-    bool head_only;
-};
-
-struct server;
-static void enroll_form(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                        const struct request *req, struct answer *ans);
-static void enroll_bundle(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                          const struct request *req, struct answer *ans);
-static void certificates_page(gnutls_session_t s, const struct server *srv,
-                              struct connection *conn, struct answer *ans);
-static void revoke_certificate(gnutls_session_t s, const struct server *srv,
-                               struct connection *conn, const struct request *req,
-                               struct answer *ans);
-static void add_device(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                       const struct request *req, struct answer *ans);
-
-/* Which routes take a POST: part 2's, and only under --enroll. */
-static bool takes_post(const struct server *srv, const struct request *req)
-{
-    return srv->issuer &&
-           (path_is(req, "/enroll") || path_is(req, "/revoke") || path_is(req, "/add-device"));
-}
-
-/* Route the request (tutorial: app.get('/') and app.get('/authenticate'))
- * into ans.  Part 2's routes exist only under --enroll. */
-static void route(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                  const struct request *req, struct answer *ans)
-{
-    bool get = method_is(req, "GET") || method_is(req, "HEAD"), post = method_is(req, "POST");
-    bool part2 = srv->issuer != NULL;
-
-    if (get && path_is(req, "/")) {
-        ans->status = 200;  /* the landing page: unprotected, for everyone */
-        ans->page = strdup(part2 ? "<a href=\"authenticate\">Log in using client certificate</a>"
-                                   "\n<p><a href=\"certificates\">Your certificates</a></p>"
-                                 : "<a href=\"authenticate\">Log in using client certificate</a>");
-    } else if (get && path_is(req, "/authenticate")) {
-        ans->page = authenticate_page(s, conn, &ans->status);
-    } else if (part2 && get && path_is(req, "/enroll")) {
-        enroll_form(s, srv, conn, req, ans);
-    } else if (part2 && post && path_is(req, "/enroll")) {
-        enroll_bundle(s, srv, conn, req, ans);
-    } else if (part2 && get && path_is(req, "/certificates")) {
-        certificates_page(s, srv, conn, ans);
-    } else if (part2 && post && path_is(req, "/revoke")) {
-        revoke_certificate(s, srv, conn, req, ans);
-    } else if (part2 && post && path_is(req, "/add-device")) {
-        add_device(s, srv, conn, req, ans);
-    } else {
-        bool known = path_is(req, "/") || path_is(req, "/authenticate") ||
-                     (part2 && (path_is(req, "/enroll") || path_is(req, "/certificates") ||
-                                takes_post(srv, req)));
-        ans->status = known ? 405 : 404;
-        ans->allow = !known ? NULL
-                   : takes_post(srv, req) ? (path_is(req, "/enroll") ? "GET, HEAD, POST" : "POST")
-                                          : "GET, HEAD";
-        ans->page = format_text("%d %s", ans->status, status_text(ans->status));
-    }
-}
-
-static int read_request_head(gnutls_session_t s, struct connection *conn, char *buf,
-                             size_t cap, const char **head, size_t *head_len, size_t *used);
-static int parse_request(const char *head, size_t len, struct request *req);
-static int read_body(gnutls_session_t s, struct connection *conn, struct request *req,
-                     const char *early, size_t early_len, char *body, size_t cap);
-static bool from_our_page(const struct request *req);
-
-/* What express does for the tutorial: read the request, check its form, and
- * route it, or pick the error that says what is wrong with it.  Returns -1
- * when there is no request to answer (the client left, or TLS failed). */
-static int answer_request(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                          struct answer *ans)
-{
-    char buf[MAX_REQUEST_HEAD], body[MAX_REQUEST_BODY];
-    const char *head;
-    size_t head_len = 0, used = 0;
-    struct request req;
-
-    int ret = read_request_head(s, conn, buf, sizeof buf, &head, &head_len, &used);
-    if (ret < 0)
+    int ret = gnutls_priority_init(&srv->priorities, TLS_PRIORITIES, NULL);
+    if (ret < 0) {
+        fprintf(stderr, "server: priorities \"%s\": %s\n", TLS_PRIORITIES, gnutls_strerror(ret));
         return -1;
-    ans->status = ret > 0 ? ret : parse_request(head, head_len, &req);   /* 414, 431; 400, 505 */
-    if (ans->status == 0 && method_is(&req, "POST") && takes_post(srv, &req)) {
-        /* Part 2's forms: where from (section E), then the body */
-        if (!from_our_page(&req)) {
-            note(conn, "a POST from another site's page (Origin, Sec-Fetch-Site)");
-            ans->status = 403;
-        } else {
-            const char *early = head + head_len;
-            ret = read_body(s, conn, &req, early, used - (size_t)(early - buf), body, sizeof body);
-            if (ret < 0)
-                return -1;
-            ans->status = ret;                                          /* 411, 413 */
-        }
-        if (ans->status != 0) {
-            ans->page = format_text("%d %s", ans->status, status_text(ans->status));
-            goto out;
-        }
-    }
-    if (ans->status == 0) {
-        ans->head_only = method_is(&req, "HEAD");
-        route(s, srv, conn, &req, ans);
-    } else {
-        if (ret == 0)
-            note(conn, "%s", req.problem);
-        ans->page = format_text("%d %s", ans->status, status_text(ans->status));
-    }
-out:
-    if (ans->page == NULL) {
-        ans->status = 500;
-        note(conn, "out of memory");
-        ans->page = format_text("500 %s", status_text(500));
-    }
-    return ans->page ? 0 : -1;
-}
-
-/* gnutls_record_send() may take a long message in several records. */
-static int send_all(gnutls_session_t s, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = gnutls_record_send(s, data, len);
-        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !cut_short())
-            continue;   /* the transport's deadline bounds these retries */
-        if (n < 0)
-            return (int)n;
-        data += n;
-        len -= (size_t)n;
     }
     return 0;
 }
 
-/* Status line, headers and body in one message, so that they leave in one
- * TLS record.  HEAD gets the same headers and no body. */
-static int send_response(gnutls_session_t s, struct connection *conn, const struct answer *ans)
+/* ======================= 8. Revocation: the CRL =========================== */
+/*
+ * A CA takes back certificates by listing them in a CRL; without it, a
+ * revoked certificate would still be admitted.  gencerts.sh makes our CA's
+ * first crl.pem; part 2 (section C) and ./server --revoke sign new ones.
+ * When crl.pem changes, the accept loop (section 12) loads the credentials
+ * anew with it, and the next connection is checked against the new list.
+ */
+
+static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
+
+/* opts, and the CRL when there is one, or when one is required: crl_required
+ * once a CRL has been in force, so that a lost crl.pem never switches
+ * revocation off.  Returns 1 with a CRL (its text into *crl_text, for
+ * section 12's checks; free it), 0 without one, or -1 with why[] naming the
+ * file. */
+static int load_credentials_and_crl(gnutls_certificate_credentials_t *out,
+                                    const struct options *o, bool crl_required,
+                                    gnutls_datum_t *crl_text, char *why)
 {
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
-
-    /* An HTML page ends with a newline; the bundle is sent as it is. */
-    bool html = ans->content_type == NULL;
-    size_t body_len = html ? strlen(ans->page) + 1 : ans->page_len;
-    char allow[64] = "", disposition[160] = "";
-    if (ans->allow)
-        snprintf(allow, sizeof allow, "Allow: %s\r\n", ans->allow);
-    if (ans->disposition[0])
-        snprintf(disposition, sizeof disposition, "Content-Disposition: %s\r\n",
-                 ans->disposition);
-    /* Cache-Control: the page depends on the certificate, so no cache may
-     * hand Alice's greeting to the next visitor (nor keep Carol's key).
-     * No framing (X-Frame-Options for older browsers, CSP frame-ancestors
-     * for the rest): the browser sends the certificate to a framed page too,
-     * so a page of another site that framed /certificates could make the
-     * visitor click our "Revoke" through its own bait (clickjacking).
-     * The rest of the policy: our pages load nothing (no script, style,
-     * image, font), and post forms only to us. */
-    char *head = format_text("HTTP/1.1 %d %s\r\n"
-                             "Date: %s\r\n"
-                             "Content-Type: %s\r\n"
-                             "Content-Length: %zu\r\n"
-                             "Cache-Control: no-store\r\n"
-                             "X-Frame-Options: DENY\r\n"
-                             "Content-Security-Policy: default-src 'none'; "
-                             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'\r\n"
-                             "%s%s"
-                             "Connection: close\r\n"
-                             "\r\n",
-                             ans->status, status_text(ans->status), date,
-                             html ? "text/html; charset=utf-8" : ans->content_type, body_len,
-                             allow, disposition);
-    size_t head_len = head ? strlen(head) : 0;
-    size_t len = head_len + (ans->head_only ? 0 : body_len);
-    char *msg = head ? malloc(len) : NULL;
-    if (msg == NULL) {
-        free(head);
-        return GNUTLS_E_MEMORY_ERROR;
+    gnutls_certificate_credentials_t creds;
+    if (load_credentials(&creds, o->key_file, o->cert_file, o->ca_file, why) < 0)
+        return -1;
+    if (!crl_required && access(o->crl_file, F_OK) != 0) {
+        *out = creds;
+        return 0;
     }
-    memcpy(msg, head, head_len);
-    if (!ans->head_only) {
-        memcpy(msg + head_len, ans->page, body_len - (html ? 1 : 0));
-        if (html)
-            msg[len - 1] = '\n';
+    /* read once, here: what GnuTLS checks with is then the very text
+     * section 12 checks against the lists in force, and a FIFO put in
+     * crl.pem's place can't hang us (read_whole_file, section 13) */
+    struct stat st;
+    if (read_whole_file(o->crl_file, crl_text, &st) < 0) {
+        snprintf(why, WHY_SIZE, "cannot read the certificate revocation list %.150s: %s",
+                 o->crl_file, errno == EINVAL ? "not a file" : strerror(errno));
+        goto fail;
     }
-    int ret = send_all(s, msg, len);
-    gnutls_memset(msg, 0, len);     /* the bundle holds a private key */
-    free(msg);
-    free(head);
-    if (ret == 0)
-        conn->status = ans->status;
-    return ret;
-}
-
-/* ======================= 6. One connection, start to end ================= */
-
-static void set_deadline(struct connection *conn, int timeout_ms);
-static void linger_close(struct connection *conn);
-static void log_connection(const struct connection *conn);
-
-/* Handshake, read the request, answer it, close.  Every failure ends this
- * connection only; it is logged and the accept loop goes on. */
-static void serve_connection(const struct server *srv, gnutls_certificate_credentials_t creds,
-                             int fd, const char *peer)
-{
-    struct connection conn = {.fd = fd, .creds = creds};
-    struct answer ans = {0};
-    gnutls_session_t s = NULL;
-    int ret;
-
-    snprintf(conn.peer, sizeof conn.peer, "%s", peer);
-    set_deadline(&conn, srv->timeout_ms);
-    if (start_session(srv, &conn, &s) < 0)
-        goto out;
-
-    /* The TLS handshake: the client's certificate, if any, arrives here. */
-    do {
-        ret = gnutls_handshake(s);
-    } while (ret < 0 && !gnutls_error_is_fatal(ret) && !cut_short());
-    if (ret == GNUTLS_E_PREMATURE_TERMINATION && !cut_short()) {
-        /* Not a failure: browsers open spare connections ahead of need and
-         * close the ones they don't use, some before a word, some after
-         * their ClientHello.  GnuTLS calls it "non-properly terminated". */
-        note(&conn, conn.bytes_in == 0 ? "closed before a handshake began"
-                                       : "the client left during the handshake");
-        goto out;
+    /* VERIFY_CRLS makes GnuTLS check, as it loads the CRL, that one of our
+     * CAs signed it, so a stray file is an error now, not a silent no-op
+     * later. */
+    gnutls_certificate_set_flags(creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
+    int ret = gnutls_certificate_set_x509_crl_mem(creds, crl_text, GNUTLS_X509_FMT_PEM);
+    if (ret <= 0) {
+        free(crl_text->data);
+        crl_text->data = NULL;
+        snprintf(why, WHY_SIZE, "no usable CRL in %.150s: %s", o->crl_file,
+                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
+        goto fail;
     }
-    if (ret < 0) {
-        tls_failure(s, &conn, "handshake failed", gnutls_strerror(ret), ret);
-        goto out;
-    }
-    conn.tls_version = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
-
-    /* The request, the certificate check, the page: sections 4 and 5. */
-    if (answer_request(s, srv, &conn, &ans) < 0)
-        goto out;
-    ret = send_response(s, &conn, &ans);   /* res.send */
-    if (ret < 0) {
-        tls_failure(s, &conn, "sending the answer failed", gnutls_strerror(ret), ret);
-        goto out;
-    }
-    /* close_notify tells the client the answer is complete; SHUT_WR does not
-     * wait for the client's own, since we close anyway. */
-    ret = gnutls_bye(s, GNUTLS_SHUT_WR);
-    if (ret < 0)
-        note(&conn, "close_notify: %s", gnutls_strerror(ret));
-out:
-    /* after an answer or an alert: let the client read it before we close */
-    linger_close(&conn);
-    if (conn.status == 0 && cut_short())
-        note(&conn, "dropped: %s", cut_short());
-    log_connection(&conn);
-    if (ans.page && ans.page_len)
-        gnutls_memset(ans.page, 0, ans.page_len);  /* part 2's bundle */
-    free(ans.page);
-    if (s)
-        gnutls_deinit(s);
-    release_newer_creds(&conn);
+    *out = creds;
+    return 1;
+fail:
+    gnutls_certificate_free_credentials(creds);
+    return -1;
 }
 
 /* ========================================================================== */
@@ -1051,6 +802,7 @@ out:
  */
 
 /* What part 2 uses from the machinery: */
+static void log_escape(char *out, size_t cap, const char *text, size_t len);
 static size_t utf8_length(const unsigned char *s, size_t n);
 static bool deceptive(const unsigned char *s, size_t len);
 static unsigned code_point(const unsigned char *s, size_t len);
@@ -1064,7 +816,7 @@ static int read_small_file(const char *path, char *buf, size_t cap);
 static int take_lock(int fd, const struct connection *conn);
 static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
 static bool same_file_state(const struct stat *a, const struct stat *b);
-struct crl_mark {               /* a CRL's issuer, number and entries (section 10) */
+struct crl_mark {               /* a CRL's issuer, number and entries (section 12) */
     unsigned char issuer[32];
     unsigned char number[32];   /* big-endian, no leading zeros; none: 0 */
     size_t number_len;
@@ -1080,7 +832,7 @@ static void free_marks(struct crl_mark *marks, int n);
 static bool goes_back(const char *file, const struct crl_mark *kept, const struct crl_mark *marks,
                       int n, char *why);
 static bool behind_the_crl_in_force(gnutls_x509_crl_t crl, const char *file, char *why);
-struct text {                   /* a page built piece by piece (section 11) */
+struct text {                   /* a page built piece by piece (section 13) */
     char *s;
     size_t len, cap;
     bool failed;
@@ -1096,7 +848,28 @@ static char *text_take(struct text *t);
 #define CRL_DAYS 365            /* nextUpdate, as gencerts.sh's default_crl_days */
 #define MAX_CRLS 16             /* CRLs in crl.pem: one per trusted CA, at most */
 
-/* ======================= A. Issuing a certificate ======================== */
+#define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
+#define MAX_REQUEST_BODY  4096      /* part 2's forms: a code, a passphrase, a box */
+
+/* What the HTTP machinery (section 11) found in the request. */
+struct request {
+    const char *method;
+    size_t method_len;
+    const char *path;           /* the target without its ?query */
+    size_t path_len;
+    const char *query;          /* after the '?', or NULL */
+    size_t query_len;
+    const char *problem;        /* why the head is malformed, for the log */
+    /* Part 2 reads request bodies and asks where a form came from: */
+    long content_length;        /* -1: no Content-Length */
+    bool transfer_encoding;     /* a Transfer-Encoding header (chunked) came */
+    const char *host, *origin, *fetch_site;     /* header values, or NULL */
+    size_t host_len, origin_len, fetch_site_len;
+    const char *body;           /* a POST's body, once read (section 11) */
+    size_t body_len;
+};
+
+/* ======================= A. Issuing a certificate ========================= */
 /*
  * What part 1 did with openssl req and openssl x509 -req -CA (gencerts.sh),
  * with GnuTLS's calls: load the CA, make a key pair, make the certificate,
@@ -1227,7 +1000,7 @@ static int issue_certificate(const struct issuer *ca, const char *name,
         goto fail_crt;
     /* What a client certificate says of itself (RFC 5280 4.2.1): not a CA;
      * its key signs (the handshake's CertificateVerify); made for TLS
-     * clients, which is what section 4's purpose check asks of it. */
+     * clients, which is what section 3's purpose check asks of it. */
     if ((ret = gnutls_x509_crt_set_basic_constraints(crt, 0, -1)) < 0 ||
         (ret = gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE)) < 0 ||
         (ret = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_CLIENT, 0)) < 0)
@@ -1343,9 +1116,9 @@ fail:
  * there stay as they are, openssl's reason codes too), and the CA signs it
  * again with the next CRL number and nextUpdate a year ahead.  CRLs of
  * other CAs in the same file are kept as they are.  The new file is written
- * aside and renamed over the old (section 11), so a reader sees the old
+ * aside and renamed over the old (section 13), so a reader sees the old
  * list or the new one, never half of one; the running server takes it up
- * at its next certificate check (section 10).
+ * at its next certificate check (section 12).
  *
  * Failing closed: a crl.pem that is missing or unreadable, or that holds
  * no CRL of our CA (or two), is not replaced by a new list, which would
@@ -1353,7 +1126,7 @@ fail:
  * message says why.  Nor does it go back: a crl.pem that is older than,
  * lacks, or drops an entry of the CRL in force or the last one signed here
  * (crl.pem.lock keeps a copy) is neither signed anew nor loaded (the
- * marks, section 10).  An entry already listed is not added twice, and
+ * marks, section 12).  An entry already listed is not added twice, and
  * the file is then left alone.
  *
  * Freshness: GnuTLS refuses a CRL whose nextUpdate has passed, and so does
@@ -1699,7 +1472,7 @@ struct account {
 
 /* A name becomes a certificate's CN and a page's heading: printable UTF-8,
  * 1 to 64 bytes, no space at either end, and nothing that hides or
- * rearranges what is shown (section 8's deceptive(): controls, direction
+ * rearranges what is shown (section 10's deceptive(): controls, direction
  * marks, and invisible characters such as U+200B and U+FEFF, with which
  * "\uFEFFAlice" would read as "Alice"), and no space of any kind at either
  * end ("Alice\u00A0" is not "Alice").  A name may still look like another
@@ -1899,7 +1672,7 @@ static int record_certificate(const struct options *o, const struct account *acc
 
 /* The lesson of part 2: the account a certificate belongs to.  der is the
  * certificate the visitor proved they hold (the handshake's
- * CertificateVerify).  It is an account's if our CA signed it (section 4
+ * CertificateVerify).  It is an account's if our CA signed it (section 3
  * checked it against every CA of --ca; accounts are ours alone), and the
  * account that issued/SERIAL names recorded this very certificate, byte
  * for byte: the serial is only where to look, since anyone who has our
@@ -1947,7 +1720,7 @@ static int by_date(const void *a, const void *b)
     return (x->issued > y->issued) - (x->issued < y->issued);
 }
 
-/* What the server would make of crt now: the check of section 4, against
+/* What the server would make of crt now: the check of section 3, against
  * the same trusted CAs and the CRL in force (creds). */
 static const char *state_of(gnutls_x509_crt_t crt, gnutls_certificate_credentials_t creds)
 {
@@ -2006,7 +1779,7 @@ static long list_account(const struct server *srv, const struct account *acct,
     return (long)count;
 }
 
-/* ======================= E. Invitations ================================== */
+/* ======================= E. Invitations =================================== */
 /*
  * The author's draft e-mailed a link; we print it, and the operator passes
  * it on.  The link's code is the only thing that lets a stranger (with no
@@ -2181,7 +1954,14 @@ static bool unclaim_invitation(const struct invitation *inv)
     return rename(used, inv->file) == 0;
 }
 
-/* ======================= F. The pages ==================================== */
+/* Which routes take a POST: part 2's, and only under --enroll. */
+static bool takes_post(const struct server *srv, const struct request *req)
+{
+    return srv->issuer &&
+           (path_is(req, "/enroll") || path_is(req, "/revoke") || path_is(req, "/add-device"));
+}
+
+/* ======================= F. The pages ===================================== */
 /*
  * GET /enroll?code=...   the form: the invited name, a passphrase, legacy
  * POST /enroll           A and B, then the .p12 as a download; E's code used up
@@ -2403,7 +2183,7 @@ out:
         gnutls_x509_crt_deinit(crt);
 }
 
-/* Who is asking, for the pages below: an admitted visitor (section 4's
+/* Who is asking, for the pages below: an admitted visitor (section 3's
  * check, against the CRL in force now) whose certificate is an account's.
  * Otherwise false, after the page that says why: the 401 or 403 that
  * /authenticate would give, or a 403 for a certificate that is trusted
@@ -2602,15 +2382,48 @@ static void add_device(gnutls_session_t s, const struct server *srv, struct conn
     free(name);
 }
 
+/* Part 2's routes, under --enroll: the lesson's route() (section 2) asks here
+ * first.  Returns false for a path that is not part 2's. */
+static bool part2_route(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                        const struct request *req, struct answer *ans)
+{
+    bool get = method_is(req, "GET") || method_is(req, "HEAD"), post = method_is(req, "POST");
+
+    if (get && path_is(req, "/")) {
+        ans->status = 200;      /* part 1's landing page, and a way to one's certificates */
+        ans->page = strdup("<a href=\"authenticate\">Log in using client certificate</a>"
+                           "\n<p><a href=\"certificates\">Your certificates</a></p>");
+    } else if (get && path_is(req, "/enroll")) {
+        enroll_form(s, srv, conn, req, ans);
+    } else if (post && path_is(req, "/enroll")) {
+        enroll_bundle(s, srv, conn, req, ans);
+    } else if (get && path_is(req, "/certificates")) {
+        certificates_page(s, srv, conn, ans);
+    } else if (post && path_is(req, "/revoke")) {
+        revoke_certificate(s, srv, conn, req, ans);
+    } else if (post && path_is(req, "/add-device")) {
+        add_device(s, srv, conn, req, ans);
+    } else if (path_is(req, "/enroll") || path_is(req, "/certificates") || takes_post(srv, req)) {
+        ans->allow = path_is(req, "/enroll")         ? "GET, HEAD, POST"
+                   : path_is(req, "/certificates")   ? "GET, HEAD"
+                                                     : "POST";
+        error_page(ans, 405);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+
 /* ========================================================================== */
 /*       THE MACHINERY: what a real server needs that the tutorial's          */
 /*       express and Node did for it.  Skip it on a first reading.            */
 /* ========================================================================== */
 
-/* ======================= 7. Deadlines: the transport ===================== */
+/* ======================= 9. Deadlines: the transport ====================== */
 /*
  * GnuTLS's own timeouts restart whenever a byte arrives, so a client that
- * dribbles one byte a second could hold a connection's thread (section 10)
+ * dribbles one byte a second could hold a connection's thread (section 12)
  * for minutes.  These functions move the bytes for GnuTLS and never wait past
  * the connection's deadline, whether reading or writing.
  */
@@ -2629,7 +2442,7 @@ static long ms_left(const struct connection *conn)
            (conn->deadline.tv_nsec - now.tv_nsec) / 1000000L;
 }
 
-/* Marks that make_room (section 10) goes by; no-ops outside a worker. */
+/* Marks that make_room (section 12) goes by; no-ops outside a worker. */
 static void mark_waiting(bool waiting);
 static void mark_replied(void);
 static void mark_finishing(void);
@@ -2638,7 +2451,7 @@ static void mark_finishing(void);
  * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = the server cuts
  * the connection short (it is stopping, or gives the slot to a newcomer),
  * -1 with another errno = poll failed.  (Both also shut the socket down,
- * section 10, so a wait in progress ends at once.)  While it waits, the
+ * section 12, so a wait in progress ends at once.)  While it waits, the
  * connection is one a newcomer may take the place of. */
 static int wait_ready(struct connection *conn, short events, long limit_ms)
 {
@@ -2685,7 +2498,7 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
  * that stops reading holds us until the deadline, no longer.
  * MSG_NOSIGNAL: a client that resets the connection makes sendmsg() fail
  * with EPIPE instead of raising SIGPIPE, which would kill the whole server
- * (main also ignores SIGPIPE, for the log's sake, section 8; the flag
+ * (main also ignores SIGPIPE, for the log's sake, section 10; the flag
  * keeps this function safe without that). */
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 {
@@ -2728,14 +2541,14 @@ static void use_deadline_transport(gnutls_session_t s, struct connection *conn, 
 static void linger_close(struct connection *conn)
 {
     char sink[4096];
-    mark_finishing();               /* a newcomer may take its slot now (section 10) */
+    mark_finishing();               /* a newcomer may take its slot now (section 12) */
     shutdown(conn->fd, SHUT_WR);
     while (!cut_short() && wait_ready(conn, POLLIN, 1000) == 1 &&
            recv(conn->fd, sink, sizeof sink, 0) > 0)
         continue;
 }
 
-/* ======================= 8. The log: one line per connection ============= */
+/* ======================= 10. The log: one line per connection ============= */
 /*
  * The log is this server's record of who got in, so nothing a client sends
  * may change its shape.  A certificate's CN is whatever its maker typed:
@@ -3054,7 +2867,27 @@ static void log_connection(const struct connection *conn)
     log_write(line, len);
 }
 
-/* ======================= 9. HTTP: the request, by hand =================== */
+/* What the log says of the visitor.  The DN is the certificate maker's
+ * text, and GnuTLS's sentence quotes from the certificate too: both go
+ * through log_escape (above). */
+static void note_visitor(struct connection *conn, const struct identity *id)
+{
+    char dn[256], reason[256];
+    const char *raw_dn = id->subject_dn ? id->subject_dn : "?";
+    const char *raw_reason = id->log_reason ? id->log_reason : "?";
+
+    log_escape(dn, sizeof dn, raw_dn, strlen(raw_dn));
+    log_escape(reason, sizeof reason, raw_reason, strlen(raw_reason));
+    if (id->authorized)
+        note(conn, "admitted \"%s\"", dn);
+    else if (id->presented)
+        note(conn, "refused \"%s\": %s (%s)", dn,
+             id->page_reason ? id->page_reason : "?", reason);
+    else
+        note(conn, "no client certificate");
+}
+
+/* ======================= 11. HTTP: the request, by hand =================== */
 /*
  * A minimal HTTP/1.1 server side (RFC 9112): read the request head (request
  * line and header fields, up to an empty line), check its form, find method
@@ -3494,7 +3327,170 @@ static int parse_request(const char *head, size_t len, struct request *req)
     return 0;
 }
 
-/* ======================= 10. The listener and the accept loop ============ */
+static bool path_is(const struct request *req, const char *path)
+{
+    return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
+}
+
+static bool method_is(const struct request *req, const char *method)
+{
+    return req->method_len == strlen(method) && memcmp(req->method, method, req->method_len) == 0;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Internal Server Error";
+    }
+}
+
+/* The page of an error status: "404 Not Found". */
+static void error_page(struct answer *ans, int status)
+{
+    ans->status = status;
+    ans->page = format_text("%d %s", status, status_text(status));
+}
+
+/* What express does for the tutorial: read the request, check its form, and
+ * route it, or pick the error that says what is wrong with it.  Returns -1
+ * when there is no request to answer (the client left, or TLS failed). */
+static int answer_request(gnutls_session_t s, const struct server *srv, struct connection *conn,
+                          struct answer *ans)
+{
+    char buf[MAX_REQUEST_HEAD], body[MAX_REQUEST_BODY];
+    const char *head;
+    size_t head_len = 0, used = 0;
+    struct request req;
+
+    int ret = read_request_head(s, conn, buf, sizeof buf, &head, &head_len, &used);
+    if (ret < 0)
+        return -1;
+    ans->status = ret > 0 ? ret : parse_request(head, head_len, &req);   /* 414, 431; 400, 505 */
+    if (ans->status == 0 && method_is(&req, "POST") && takes_post(srv, &req)) {
+        /* Part 2's forms: where from (section E), then the body */
+        if (!from_our_page(&req)) {
+            note(conn, "a POST from another site's page (Origin, Sec-Fetch-Site)");
+            ans->status = 403;
+        } else {
+            const char *early = head + head_len;
+            ret = read_body(s, conn, &req, early, used - (size_t)(early - buf), body, sizeof body);
+            if (ret < 0)
+                return -1;
+            ans->status = ret;                                          /* 411, 413 */
+        }
+        if (ans->status != 0) {
+            ans->page = format_text("%d %s", ans->status, status_text(ans->status));
+            goto out;
+        }
+    }
+    if (ans->status == 0) {
+        ans->head_only = method_is(&req, "HEAD");
+        route(s, srv, conn, &req, ans);
+    } else {
+        if (ret == 0)
+            note(conn, "%s", req.problem);
+        ans->page = format_text("%d %s", ans->status, status_text(ans->status));
+    }
+out:
+    if (ans->page == NULL) {
+        ans->status = 500;
+        note(conn, "out of memory");
+        ans->page = format_text("500 %s", status_text(500));
+    }
+    return ans->page ? 0 : -1;
+}
+
+/* gnutls_record_send() may take a long message in several records. */
+static int send_all(gnutls_session_t s, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = gnutls_record_send(s, data, len);
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && !cut_short())
+            continue;   /* the transport's deadline bounds these retries */
+        if (n < 0)
+            return (int)n;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Status line, headers and body in one message, so that they leave in one
+ * TLS record.  HEAD gets the same headers and no body. */
+static int send_response(gnutls_session_t s, struct connection *conn, const struct answer *ans)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+
+    /* An HTML page ends with a newline; the bundle is sent as it is. */
+    bool html = ans->content_type == NULL;
+    size_t body_len = html ? strlen(ans->page) + 1 : ans->page_len;
+    char allow[64] = "", disposition[160] = "";
+    if (ans->allow)
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", ans->allow);
+    if (ans->disposition[0])
+        snprintf(disposition, sizeof disposition, "Content-Disposition: %s\r\n",
+                 ans->disposition);
+    /* Cache-Control: the page depends on the certificate, so no cache may
+     * hand Alice's greeting to the next visitor (nor keep Carol's key).
+     * No framing (X-Frame-Options for older browsers, CSP frame-ancestors
+     * for the rest): the browser sends the certificate to a framed page too,
+     * so a page of another site that framed /certificates could make the
+     * visitor click our "Revoke" through its own bait (clickjacking).
+     * The rest of the policy: our pages load nothing (no script, style,
+     * image, font), and post forms only to us. */
+    char *head = format_text("HTTP/1.1 %d %s\r\n"
+                             "Date: %s\r\n"
+                             "Content-Type: %s\r\n"
+                             "Content-Length: %zu\r\n"
+                             "Cache-Control: no-store\r\n"
+                             "X-Frame-Options: DENY\r\n"
+                             "Content-Security-Policy: default-src 'none'; "
+                             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'\r\n"
+                             "%s%s"
+                             "Connection: close\r\n"
+                             "\r\n",
+                             ans->status, status_text(ans->status), date,
+                             html ? "text/html; charset=utf-8" : ans->content_type, body_len,
+                             allow, disposition);
+    size_t head_len = head ? strlen(head) : 0;
+    size_t len = head_len + (ans->head_only ? 0 : body_len);
+    char *msg = head ? malloc(len) : NULL;
+    if (msg == NULL) {
+        free(head);
+        return GNUTLS_E_MEMORY_ERROR;
+    }
+    memcpy(msg, head, head_len);
+    if (!ans->head_only) {
+        memcpy(msg + head_len, ans->page, body_len - (html ? 1 : 0));
+        if (html)
+            msg[len - 1] = '\n';
+    }
+    int ret = send_all(s, msg, len);
+    gnutls_memset(msg, 0, len);     /* the bundle holds a private key */
+    free(msg);
+    free(head);
+    if (ret == 0)
+        conn->status = ans->status;
+    return ret;
+}
+
+/* ======================= 12. The listener and the accept loop ============= */
 /*
  * Tutorial: https.createServer(opts, app).listen(9999).  Like Node, we
  * listen on every address, IPv6 and IPv4 on one socket where the system has
@@ -3519,7 +3515,7 @@ static int parse_request(const char *head, size_t len, struct request *req)
  *   - srv (credentials, priorities, settings): loaded before the first
  *     thread starts, read-only after;
  *   - the slots below, one per worker: under clients.lock;
- *   - the log: one write() per line (section 8), so lines never mix;
+ *   - the log: one write() per line (section 10), so lines never mix;
  *   - stop_requested: an atomic flag.
  * Bounds, so that concurrency is not a new way to exhaust the machine:
  *   --max-clients (64): connections in flight.  At the cap, one that
@@ -3537,17 +3533,19 @@ static int parse_request(const char *head, size_t len, struct request *req)
  * only while the accept loop waits in ppoll(), so they are handled in this
  * one place, and one that comes between the loop's look at stop_requested
  * and its wait is not lost: it ends the wait at once.  SIGPIPE is ignored
- * (main, first thing): a write to a closed pipe (the log's, section 8)
+ * (main, first thing): a write to a closed pipe (the log's, section 10)
  * fails with EPIPE instead.
  */
+
+static atomic_int stop_requested;   /* SIGINT or SIGTERM came */
 
 /*
  * Revoking without a restart.  When crl.pem changes (an operator, or part 2,
  * revokes a certificate), the next connection must see it.  Adding a CRL to
  * credentials that other threads are verifying with is not safe in GnuTLS,
- * so the accept loop loads a whole new set (section 1's load_credentials)
- * and swaps it in: connections already running finish with the set they
- * started with, and a set is freed when the last of its users is done.
+ * so the accept loop loads a whole new set (section 8) and swaps it in:
+ * connections already running finish with the set they started with, and a
+ * set is freed when the last of its users is done.
  */
 struct shared_creds {
     gnutls_certificate_credentials_t creds;
@@ -3868,7 +3866,7 @@ static int load_first_creds(const struct options *o)
     int count = 0;
     struct shared_creds *sc = calloc(1, sizeof *sc);
     gnutls_datum_t text = {NULL, 0};
-    int with_crl = sc ? load_credentials(&sc->creds, o, o->crl_required, &text, why) : -1;
+    int with_crl = sc ? load_credentials_and_crl(&sc->creds, o, o->crl_required, &text, why) : -1;
     if (with_crl == 1 && (count = check_marks(o, &text, marks, why)) < 0) {
         gnutls_certificate_free_credentials(sc->creds);
         with_crl = -1;
@@ -3929,7 +3927,7 @@ static void reload_if_crl_changed(void)
         int count = 0;
         struct shared_creds *sc = calloc(1, sizeof *sc);
         gnutls_datum_t text = {NULL, 0};
-        int with_crl = sc ? load_credentials(&sc->creds, o, clients.crl_in_force, &text, why)
+        int with_crl = sc ? load_credentials_and_crl(&sc->creds, o, clients.crl_in_force, &text, why)
                           : -1;
         if (with_crl == 1 && (count = check_marks(o, &text, marks, why)) < 0) {
             gnutls_certificate_free_credentials(sc->creds);
@@ -3956,7 +3954,7 @@ static void reload_if_crl_changed(void)
     pthread_mutex_unlock(&clients.reload_lock);
 }
 
-/* Section 4 calls this before it checks a certificate.  A connection got
+/* Section 3 calls this before it checks a certificate.  A connection got
  * the credentials in force when it was accepted; a client may open it, wait
  * while its certificate is revoked, and only then send it.  So the check
  * uses the set in force now: swapped into the session (the handshake is
@@ -4427,7 +4425,7 @@ static void free_creds(void)
     clients.mark_count = 0;
 }
 
-/* ======================= 11. Files, written whole, and text built whole === */
+/* ======================= 13. Files, written whole, and text built whole === */
 /*
  * Part 2 keeps its records in files: invitations, accounts, certificates,
  * the CRL.  A file is written aside, flushed to disk, given its mode, and
@@ -4600,7 +4598,103 @@ static char *text_take(struct text *t)
     return s;
 }
 
-/* ======================= 12. The command line ============================ */
+/* For load_credentials: a file it can read, or why[] says which one it can't. */
+static int check_readable(const char *path, const char *what, char *why)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);   /* a FIFO must not hang us */
+    int err = fd < 0 ? errno : fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    if (fd >= 0)
+        close(fd);
+    if (err) {
+        snprintf(why, WHY_SIZE, "cannot read the %s %.150s: %s", what, path,
+                 err == EINVAL ? "not a file" : strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+/* A copy of a GnuTLS string, in memory we free with free(). */
+static char *copy_datum(gnutls_datum_t *d)
+{
+    char *s = malloc(d->size + 1);
+    if (s) {
+        memcpy(s, d->data, d->size);
+        s[d->size] = '\0';
+    }
+    gnutls_free(d->data);
+    return s;
+}
+
+/* GnuTLS hands a name back escaped for use inside a DN string (RFC 4514:
+ * "Doe\, John"); the page shows the name itself. */
+static void unescape_dn_value(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (*s == '\\' && s[1] != '\0')
+            s++;
+        *out++ = *s;
+    }
+    *out = '\0';
+}
+
+static void free_identity(struct identity *id)
+{
+    free(id->subject_cn);
+    free(id->issuer_cn);
+    free(id->subject_dn);
+    free(id->page_reason);
+    free(id->log_reason);
+}
+
+/* Certificate fields are chosen by whoever made the certificate: escape them
+ * before they go into HTML, or a CN of "<script>..." runs in the browser. */
+static char *html_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += strchr("&<>\"'", *p) ? 6 : 1;
+    char *out = malloc(n + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': o = stpcpy(o, "&amp;"); break;
+        case '<': o = stpcpy(o, "&lt;"); break;
+        case '>': o = stpcpy(o, "&gt;"); break;
+        case '"': o = stpcpy(o, "&quot;"); break;
+        case '\'': o = stpcpy(o, "&#39;"); break;
+        default: *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* printf into freshly allocated memory. */
+static char *format_text(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (s) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+/* ======================= 14. The command line ============================= */
+
+#define DEFAULT_CERTS_DIR "certs"   /* where gencerts.sh writes */
+#define DEFAULT_TIMEOUT_S 5         /* longest time one client may take */
+#define DEFAULT_MAX_CLIENTS 64      /* connections in flight (section 12 says why) */
+#define DEFAULT_MAX_PER_ADDRESS 8   /* of those, from one client address */
+#define DEFAULT_INVITE_HOURS 24     /* part 2: how long an invitation is good for */
 
 static void usage(FILE *out)
 {
@@ -4791,7 +4885,16 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
-/* ======================= 13. main() ====================================== */
+
+/* ======================= 15. main() ======================================= */
+
+static void free_server(struct server *srv)
+{
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
+    if (srv->priorities)
+        gnutls_priority_deinit(srv->priorities);
+}
 
 int main(int argc, char **argv)
 {
@@ -4809,11 +4912,12 @@ int main(int argc, char **argv)
     if (opt.revoke_serial || opt.renew_crl)
         return revoke_from_command_line(&opt);
 
-    /* before the first line of the log: a closed log pipe (section 8) */
+    /* before the first line of the log: a closed log pipe (section 10) */
     signal(SIGPIPE, SIG_IGN);
     struct issuer ca = {NULL, NULL};
     srv.timeout_ms = opt.timeout_s * 1000;
     srv.opts = &opt;
+    srv.reject_unauthorized = opt.reject_unauthorized;
     if ((opt.enroll && load_issuer(&opt, &ca) < 0) || load_first_creds(&opt) < 0 ||
         load_priorities(&srv) < 0 || install_signal_handlers() < 0 ||
         (srv.listen_fd = open_listener(opt.port, &port)) < 0) {
