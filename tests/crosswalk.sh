@@ -4,7 +4,8 @@
 # Each link in README.md reads either
 #   [FILE:FIRST-LAST](FILE#LFIRST-LLAST) `ANCHOR`   the block that starts with
 #        the line beginning ANCHOR: in a .c file it ends at the next line that
-#        is just "}"; in a script, at the first line that does not end with a
+#        is just "}" (a prototype, which ends with ");" before any "{", is
+#        passed over); in a script, at the first line that does not end with a
 #        backslash;
 # or
 #   [FILE:LINE](FILE#LLINE) `ANCHOR`                the first line that begins
@@ -22,6 +23,8 @@ block() {
     [[ $1 == *.c ]] && is_c=1
     awk -v anchor="$2" -v is_c="$is_c" '
         first == 0 && index($0, anchor) == 1 { first = NR }
+        first && is_c && /\);$/ && !opened { first = 0; next }    # a prototype, not the block
+        first && is_c && $0 == "{" { opened = 1 }
         first && (is_c ? $0 == "}" : $0 !~ /\\$/) { print first, NR; found = 1; exit }
         END { if (!found) print 0, 0 }' "$1"
 }
