@@ -3515,7 +3515,7 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
  *   - srv (credentials, priorities, settings): loaded before the first
  *     thread starts, read-only after;
  *   - the slots below, one per worker: under clients.lock;
- *   - the log: one write() per line (section 10), so lines never mix;
+ *   - the log: a queue that one log thread empties (section 10);
  *   - stop_requested: an atomic flag.
  * Bounds, so that concurrency is not a new way to exhaust the machine:
  *   --max-clients (64): connections in flight.  At the cap, one that
@@ -3523,8 +3523,8 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
  *     when none is waiting, the newcomer waits for a slot, and clients
  *     after it in the kernel's backlog.
  *     64 is far more than 2 cores can handshake at once with the tutorial's
- *     RSA-4096 key (about 15 ms of CPU each), and 64 idle connections cost
- *     a few MB (README, "Many visitors at once").
+ *     RSA-4096 key (10.6-11.8 ms of server CPU each, make bench), and 64
+ *     idle connections cost a few MB (README, "Many visitors at once").
  *   --max-per-address (8): a connection over it is closed at once, so that
  *     one visitor can't take every slot: with 100 idle sockets from one
  *     address, Alice from another still gets in.  An IPv6 /64 is one
