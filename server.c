@@ -1954,13 +1954,6 @@ static bool unclaim_invitation(const struct invitation *inv)
     return rename(used, inv->file) == 0;
 }
 
-/* Which routes take a POST: part 2's, and only under --enroll. */
-static bool takes_post(const struct server *srv, const struct request *req)
-{
-    return srv->issuer &&
-           (path_is(req, "/enroll") || path_is(req, "/revoke") || path_is(req, "/add-device"));
-}
-
 /* ======================= F. The pages ===================================== */
 /*
  * GET /enroll?code=...   the form: the invited name, a passphrase, legacy
@@ -1984,6 +1977,13 @@ static bool from_our_page(const struct request *req)
                strncasecmp(req->origin + 8, req->host, req->host_len) == 0;
     return req->fetch_site && req->fetch_site_len == 11 &&
            memcmp(req->fetch_site, "same-origin", 11) == 0;
+}
+
+/* Which routes take a POST: part 2's, and only under --enroll. */
+static bool takes_post(const struct server *srv, const struct request *req)
+{
+    return srv->issuer &&
+           (path_is(req, "/enroll") || path_is(req, "/revoke") || path_is(req, "/add-device"));
 }
 
 /* The answer: html with status, or a 500 when there is no html (out of
