@@ -15,7 +15,7 @@
  * WHERE EACH STEP OF THE TUTORIAL LIVES
  *   openssl req -x509 ... (the server's key and certificate)   gencerts.sh, "Server:"
  *   openssl req -newkey ... (Alice's and Bob's keys, CSRs)     gencerts.sh, "Alice:", "Bob:"
- *   openssl x509 -req ... (signing them)                       gencerts.sh, "Alice's CSR ..."
+ *   openssl x509 -req ... (signing them)           gencerts.sh, "Alice's CSR ...", "Bob's CSR ..."
  *   openssl pkcs12 -export ... (alice.p12, bob.p12)            gencerts.sh, "... bundled as"
  *   const opts = { key, cert, ca }                section 1, load_credentials
  *   requestCert: true, rejectUnauthorized: false  section 1, start_session
@@ -103,12 +103,12 @@ struct server {
 struct connection {
     int fd;
     gnutls_certificate_credentials_t creds;    /* opts, as loaded when it began */
-    struct shared_creds *newer_creds;   /* newer ones, for the check (section 8) */
+    struct shared_creds *newer_creds;   /* newer ones, for the check (section 12) */
     struct timespec deadline;   /* the whole exchange must end by then */
     unsigned long bytes_in;     /* how much the client sent us */
     char peer[INET6_ADDRSTRLEN];
     const char *tls_version;    /* "TLS1.3", once the handshake is done */
-    char request_line[160];     /* as the client sent it, escaped by log_escape */
+    char request_line[160];     /* as sent, codes hidden, cut to fit, escaped (section 11) */
     int status;                 /* HTTP status sent, 0 if none */
     char note[640];             /* who the client is, or what went wrong */
 };
@@ -177,7 +177,7 @@ close:
     free(ans.page);
     if (s)
         gnutls_deinit(s);
-    release_newer_creds(&conn);     /* section 8 */
+    release_newer_creds(&conn);     /* section 12 */
 }
 
 /* ======================= 1. The handshake ================================= */
@@ -185,8 +185,9 @@ close:
 static int check_readable(const char *path, const char *what, char *why);
 
 /* Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
- * Loaded once, before the first connection, and shared by every session.
- * Returns 0, or -1 with why[] naming the file.  Section 8 adds the CRL. */
+ * Loaded at start-up, and again when crl.pem changes (section 8 adds the
+ * CRL); every session shares them.  Returns 0, or -1 with why[] naming the
+ * file. */
 static int load_credentials(gnutls_certificate_credentials_t *out, const char *key_file,
                             const char *cert_file, const char *ca_file, char *why)
 {
@@ -240,8 +241,9 @@ fail:
  *                               too.  REQUIRE alone does not check trust:
  *                               Bob's self-signed certificate would pass.
  * Either failure ends the handshake with a TLS alert (section 6), before
- * any page can be sent: the browser shows its own error, the "cryptic
- * HTTPS error message (ERR_BAD_SSL_CLIENT_AUTH_CERT)" the tutorial avoids.
+ * any page can be sent: the browser shows its own error, the "cryptic HTTPS
+ * error message from the browser (ERR_BAD_SSL_CLIENT_AUTH_CERT to be
+ * precise)" the tutorial avoids.
  *
  * Either way, the request carries the names of our trusted CAs, and a
  * browser offers only certificates from them: the tutorial's "only Alice's
@@ -313,7 +315,7 @@ static int handshake(gnutls_session_t s, struct connection *conn)
 
 /* ======================= 2. The request =================================== */
 /* Tutorial: app.get('/', ...) and app.get('/authenticate', ...).  Section 11
- * reads the request by hand, as express did, and calls route(). */
+ * reads the request by hand, as Node's http module did, and calls route(). */
 
 struct request;
 static bool path_is(const struct request *req, const char *path);
@@ -346,8 +348,8 @@ static void route(gnutls_session_t s, const struct server *srv, struct connectio
 /* ======================= 3. The certificate check ========================= */
 /*
  * Tutorial: req.client.authorized, and req.connection.getPeerCertificate().
- * The handshake has finished whatever the client sent (GNUTLS_CERT_REQUEST);
- * now we look at what it was.
+ * The handshake has finished (GNUTLS_CERT_REQUEST) whether the client sent a
+ * certificate we trust, one we don't, or none; now we look at which.
  */
 
 /* What the tutorial reads from req.client and getPeerCertificate(). */
@@ -445,7 +447,7 @@ static void check_client_certificate(gnutls_session_t s, struct connection *conn
 
     memset(id, 0, sizeof *id);
     /* the revocation list in force now, even if it changed since the
-     * handshake (section 8) */
+     * handshake (section 12) */
     int ret = use_current_credentials(s, conn);
     if (ret == 0)
         ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
@@ -573,13 +575,14 @@ struct options {
 /*
  * An alert is how TLS says "no".  When a handshake fails (a version we don't
  * speak, no cipher suite in common, a message that does not parse, a
- * signature that does not verify), RFC 8446 section 6 and RFC 5246 section
- * 7.2 say the side that found the problem MUST send an alert saying which.
+ * signature that does not verify), the side that found the problem SHOULD
+ * send a fatal alert saying which (RFC 8446 6.2; RFC 5246 7.2.2).
  * GnuTLS leaves that to the application: without this, the client sees
  * only a closed connection ("unexpected eof") and cannot tell why.
  * gnutls_alert_send_appropriate picks the alert GnuTLS maps the error to.
  * We send none when there is nobody left to tell: the client closed, reset
- * or sent its own alert, the deadline has passed, or the server is stopping.
+ * or sent its own alert, the deadline has passed, the server is stopping,
+ * or the connection gave way to a newcomer (section 12).
  */
 
 /* "protocol_version": the alert's name as the RFCs write it. */
@@ -694,7 +697,7 @@ static void explain_refusal(int ret, unsigned int status, struct identity *id)
  *   passphrases over these connections.  "NORMAL" also offers -RSA, RSA key
  *   exchange (not RSA certificates: whoever later gets the server's key
  *   decrypts every session recorded before), -DHE-RSA (forward secret, but
- *   slow, and every client we test speaks ECDHE), and CBC (MAC-then-encrypt:
+ *   slow, and every client make test-clients tries speaks ECDHE), and CBC (MAC-then-encrypt:
  *   the padding oracles of Lucky13), whose suites are the only ones with a
  *   SHA-1 MAC (-SHA1).  TLS 1.3's suites are all AEAD, with an ephemeral
  *   key exchange: left as NORMAL has them.
@@ -875,7 +878,7 @@ struct request {
  * with GnuTLS's calls: load the CA, make a key pair, make the certificate,
  * have the CA sign it.  The key is ECDSA P-256: made in milliseconds,
  * where an RSA-4096 key like part 1's took 0.5 s to 2 s here (certtool
- * --generate-privkey), and every browser takes it.
+ * --generate-privkey --bits 4096), and every browser takes it.
  */
 
 /* The CA that signs: the tutorial's server_cert.pem and server_key.pem,
@@ -1045,8 +1048,10 @@ out:
  * Modern: PBES2 with AES-256 and an HMAC-SHA256 MAC, as OpenSSL 3 writes.
  * Legacy: PKCS#12's own 3DES for both bags and an HMAC-SHA1 MAC, which
  * older macOS and Windows keychains read (gencerts.sh -l asks openssl for
- * its -legacy for the same reason).  Either way GnuTLS runs PBKDF2 with its
- * default 600,000 iterations, three times: about 0.35 s per bundle here.
+ * its -legacy for the same reason).  Either way, three keys are derived
+ * with GnuTLS's default 600,000 iterations each: the two bags' and the MAC's
+ * (PBKDF2 for PBES2, PKCS#12's own KDF for 3DES and for the MAC; openssl
+ * pkcs12 -info shows them).  That is most of what a bundle costs.
  * An empty passphrase is allowed, as in the tutorial: the bags are still
  * encrypted, under the empty string, and openssl, curl and NSS (Firefox,
  * and Chromium on Linux) open them so (the tests do).
@@ -1781,8 +1786,9 @@ static long list_account(const struct server *srv, const struct account *acct,
 
 /* ======================= E. Invitations =================================== */
 /*
- * The author's draft e-mailed a link; we print it, and the operator passes
- * it on.  The link's code is the only thing that lets a stranger (with no
+ * The author's draft printed its download link on the console (saying "We
+ * sent an email"); we print an invitation link, and the operator passes it
+ * on.  The link's code is the only thing that lets a stranger (with no
  * certificate yet) get one, so:
  *   - 128 random bits from GnuTLS's key-grade generator (GNUTLS_RND_KEY);
  *   - on disk only its SHA-256, as the file's name (invites/HASH): a copy
@@ -2122,7 +2128,7 @@ static void enroll_bundle(gnutls_session_t s, const struct server *srv, struct c
     const struct account *acct = &inv.account;
     log_escape(log_name, sizeof log_name, acct->name, strlen(acct->name));
     /* Use the code up first: of two requests racing with one code, only one
-     * goes on to make a key (a bundle costs a third of a second of CPU).
+     * goes on to make a key (a bundle costs 1.8 million iterations, section B).
      * If no certificate comes of it, the invitation is given back. */
     int err = claim_invitation(&inv);
     if (err == ENOENT) {
@@ -2491,9 +2497,10 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
     return n;
 }
 
-/* GnuTLS hands over a whole flight of records at once (in TLS 1.3, seven
- * from ServerHello to Finished): one sendmsg() sends them in one segment,
- * where a send() per record would cost a system call and a packet each.
+/* GnuTLS hands over its records a few at a time (a TLS 1.3 flight in two
+ * calls: ServerHello and ChangeCipherSpec, then the five encrypted
+ * messages): one sendmsg() per call, where a send() per record would cost a
+ * system call and a packet each.
  * We try at once and wait only when the client's window is full: a client
  * that stops reading holds us until the deadline, no longer.
  * MSG_NOSIGNAL: a client that resets the connection makes sendmsg() fail
@@ -2536,8 +2543,8 @@ static void use_deadline_transport(gnutls_session_t s, struct connection *conn, 
  * makes the kernel answer those unread bytes with a reset, and a reset can
  * destroy our answer before the client has read it.  So: say we are done
  * writing, then read and drop whatever still comes, until the client closes
- * (at most a second, never past the deadline, not at all when stopping or
- * giving way to a newcomer). */
+ * or stays silent for a second (never past the deadline, not at all when
+ * stopping or giving way to a newcomer). */
 static void linger_close(struct connection *conn)
 {
     char sink[4096];
@@ -3216,7 +3223,7 @@ static int parse_target(const char *t, size_t n, struct request *req)
         if (end == scheme || !valid_authority(t + scheme, end - scheme))
             return malformed(req, 400, "bad host in an absolute target");
         /* We serve one site under any name, so the authority picks nothing;
-         * where it and Host differ, it wins (RFC 9112 3.2.3), and Host is
+         * where it and Host differ, it wins (RFC 9112 3.2.2), and Host is
          * not compared with it. */
         t += end;
         n -= end;
@@ -3364,8 +3371,9 @@ static void error_page(struct answer *ans, int status)
     ans->page = format_text("%d %s", status, status_text(status));
 }
 
-/* What express does for the tutorial: read the request, check its form, and
- * route it, or pick the error that says what is wrong with it.  Returns -1
+/* What Node's http module and express did for the tutorial: read the
+ * request, check its form, and route it, or pick the error that says what
+ * is wrong with it.  Returns -1
  * when there is no request to answer (the client left, or TLS failed). */
 static int answer_request(gnutls_session_t s, const struct server *srv, struct connection *conn,
                           struct answer *ans)
@@ -3380,7 +3388,7 @@ static int answer_request(gnutls_session_t s, const struct server *srv, struct c
         return -1;
     ans->status = ret > 0 ? ret : parse_request(head, head_len, &req);   /* 414, 431; 400, 505 */
     if (ans->status == 0 && method_is(&req, "POST") && takes_post(srv, &req)) {
-        /* Part 2's forms: where from (section E), then the body */
+        /* Part 2's forms: where from (section F), then the body */
         if (!from_our_page(&req)) {
             note(conn, "a POST from another site's page (Origin, Sec-Fetch-Site)");
             ans->status = 403;
@@ -3500,11 +3508,9 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
  * accept loop hands each connection to a worker thread and goes straight
  * back to accept(), so serve_connection stays one straight, blocking story
  * with its own deadline, and a visitor who connects and says nothing holds
- * one worker, not the server.  Threads, not processes: on these 2-core
- * machines a thread costs tens of microseconds to start, where fork, exit and
- * waitpid cost 0.26-0.4 ms, 15-25% of a whole ECDSA connection; and GnuTLS
- * lets threads share credentials and priorities read-only (its manual,
- * "Thread safety"), while each session stays in the thread that made it.
+ * one worker, not the server.  Threads, not processes: GnuTLS lets threads
+ * share credentials and priorities read-only (its manual, "Thread
+ * safety"), while each session stays in the thread that made it.
  * A worker is started the first time its slot is needed and then kept for
  * the next connection, not one thread per connection: GnuTLS 3.7 keeps a
  * random generator per thread that has used it and frees them only at
@@ -3512,8 +3518,9 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
  * would make the server grow without end.  At most --max-clients workers.
  *
  * What the threads share, and how:
- *   - srv (credentials, priorities, settings): loaded before the first
- *     thread starts, read-only after;
+ *   - srv (priorities, settings): read-only after start-up;
+ *   - the credentials (clients.creds): swapped under clients.lock when
+ *     crl.pem changes, each set counted by its users;
  *   - the slots below, one per worker: under clients.lock;
  *   - the log: a queue that one log thread empties (section 10);
  *   - stop_requested: an atomic flag.
@@ -3533,8 +3540,8 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
  * only while the accept loop waits in ppoll(), so they are handled in this
  * one place, and one that comes between the loop's look at stop_requested
  * and its wait is not lost: it ends the wait at once.  SIGPIPE is ignored
- * (main, first thing): a write to a closed pipe (the log's, section 10)
- * fails with EPIPE instead.
+ * (main, before the log's first line): a write to a closed pipe (the log's,
+ * section 10) fails with EPIPE instead.
  */
 
 static atomic_int stop_requested;   /* SIGINT or SIGTERM came */
@@ -3543,8 +3550,9 @@ static atomic_int stop_requested;   /* SIGINT or SIGTERM came */
  * Revoking without a restart.  When crl.pem changes (an operator, or part 2,
  * revokes a certificate), the next connection must see it.  Adding a CRL to
  * credentials that other threads are verifying with is not safe in GnuTLS,
- * so the accept loop loads a whole new set (section 8) and swaps it in:
- * connections already running finish with the set they started with, and a
+ * so a whole new set is loaded (section 8), by the accept loop or by a
+ * worker about to check a certificate, and swapped in.  A running
+ * connection checks its certificate against the newest set (section 3); a
  * set is freed when the last of its users is done.
  */
 struct shared_creds {
@@ -4207,7 +4215,7 @@ static bool make_room(void)
 
 /*
  * What --max-per-address counts as one client: an IPv4 address, or an
- * IPv6 /64.  One IPv6 host is routinely given a whole /64 (RFC 7421), and
+ * IPv6 /64.  One IPv6 host may be given a whole /64 (RFC 8273), and
  * may pick any of its 2^64 addresses for each connection; counted one by
  * one, the cap would hold nobody.  Link-local addresses too: a host may
  * take as many as it likes (so in fe80::/64, the usual link-local prefix,
@@ -4307,7 +4315,8 @@ static void start_connection(struct slot *slot, const struct server *srv, int fd
 }
 
 /* Stopping: the connections in flight are cut short (shutdown ends their
- * waits at once, and each logs "dropped: the server is stopping"), every
+ * waits at once; each not yet answered logs "dropped: the server is
+ * stopping"), every
  * worker is told to end and joined, so that none runs when the credentials
  * are freed. */
 static void stop_connections(void)
