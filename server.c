@@ -13,19 +13,19 @@
  * Build and run:  make && ./server      Try it:  make test, or README.md.
  *
  * WHERE EACH STEP OF THE TUTORIAL LIVES
- *   openssl req -x509 ... (the server's key and certificate)   gencerts.sh, "Server:"
- *   openssl req -newkey ... (Alice's and Bob's keys, CSRs)     gencerts.sh, "Alice:", "Bob:"
- *   openssl x509 -req ... (signing them)           gencerts.sh, "Alice's CSR ...", "Bob's CSR ..."
- *   openssl pkcs12 -export ... (alice.p12, bob.p12)            gencerts.sh, "... bundled as"
- *   const opts = { key, cert, ca }                section 1, load_credentials
- *   requestCert: true, rejectUnauthorized: false  section 1, start_session
- *   app.get('/'), app.get('/authenticate')        section 2, route
- *   req.client.authorized                         section 3, check_client_certificate
- *   req.connection.getPeerCertificate()           section 3, read_names
- *   res.send(...): 200, 403, 401                  section 4, greeting
- *   https.createServer(opts, app).listen(9999)    section 12, open_listener, accept_loop
- *   curl --cert alice.p12 ... (and bob.p12)       README.md, "Two commands"; test.sh
- *   importing alice.p12 into a browser            README.md, "Try it in a browser"
+ *   openssl req -x509 ... (the server's key, cert) gencerts.sh, "Server:"
+ *   openssl req -newkey ... (Alice's, Bob's CSRs)  gencerts.sh, "Alice:", "Bob:"
+ *   openssl x509 -req ... (signing the CSRs)       gencerts.sh, "Alice's CSR ...", "Bob's CSR ..."
+ *   openssl pkcs12 -export ... (the .p12 files)    gencerts.sh, "... bundled as"
+ *   const opts = { key, cert, ca }                 section 1, load_credentials
+ *   requestCert: true, rejectUnauthorized: false   section 1, start_session
+ *   app.get('/'), app.get('/authenticate')         section 2, route
+ *   req.client.authorized                          section 3, check_client_certificate
+ *   req.connection.getPeerCertificate()            section 3, read_names
+ *   res.send(...): 200, 403, 401                   section 4, greeting
+ *   https.createServer(opts, app).listen(9999)     section 12, open_listener, accept_loop
+ *   curl --cert alice.p12 ... (and bob.p12)        README.md, "Two commands"; test.sh
+ *   importing alice.p12 into a browser             README.md, "Try it in a browser"
  *
  * READING ORDER
  *   THE LESSON, to the next banner: the story of one connection in five
