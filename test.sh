@@ -1085,14 +1085,17 @@ refuses "bad --max-per-address"        2 "--max-per-address wants a number from 
 refuses "unknown flag"                 2 "unknown flag '--frobnicate'" "$SERVER" --frobnicate
 refuses "flag without its value"       2 "--certs needs a value" "$SERVER" --certs
 
-echo "# README: each line of the crosswalk is the line or block it names"
+echo "# README: each line of the crosswalk is the line or block it names (README.md and docs/*.md)"
 crosswalk=$(tests/crosswalk.sh)
-[ -n "$crosswalk" ] || fail "README: the crosswalk has line ranges" "none found"
-while read -r file first last now_first now_last anchor; do
-    if [ "$first-$last" = "$now_first-$now_last" ]; then
-        ok "README: $file:$first-$last is $anchor"
+grep -q '^README.md ' <<<"$crosswalk" || fail "README: the crosswalk has line ranges" "none found in README.md"
+while read -r doc file first last now_first now_last target anchor; do
+    if [ "$target" != ok ]; then
+        fail "$doc: the link [$file:$first-$last] $anchor goes to $target" \
+            "not where its text says; tests/crosswalk.sh --fix rewrites it"
+    elif [ "$first-$last" = "$now_first-$now_last" ]; then
+        ok "$doc: $file:$first-$last is $anchor"
     else
-        fail "README: $file:$first-$last is $anchor" \
+        fail "$doc: $file:$first-$last is $anchor" \
             "it is at $now_first-$now_last now (0-0: not found); tests/crosswalk.sh --fix renumbers"
     fi
 done <<<"$crosswalk"

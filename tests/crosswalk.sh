@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# tests/crosswalk.sh - keep the README's crosswalk pointing at the right lines.
+# tests/crosswalk.sh - keep the crosswalks (README.md, and docs/*.md) pointing
+# at the right lines.
 #
-# Each link in README.md reads either
+# Each link in README.md or docs/*.md reads either
 #   [FILE:FIRST-LAST](FILE#LFIRST-LLAST) `ANCHOR`   the block that starts with
 #        the line beginning ANCHOR: in a .c file it ends at the next line that
 #        is just "}" (a prototype, which ends with ");" before any "{", is
@@ -10,10 +11,16 @@
 # or
 #   [FILE:LINE](FILE#LLINE) `ANCHOR`                the first line that begins
 #        with ANCHOR once its indentation is set aside.
-#   tests/crosswalk.sh        one line per link: FILE FIRST LAST NOW_FIRST NOW_LAST ANCHOR
-#                             (test.sh fails when FIRST-LAST and NOW_FIRST-NOW_LAST differ;
-#                             for a single line, FIRST = LAST)
-#   tests/crosswalk.sh --fix  rewrite README.md's numbers to where the blocks are now
+# FILE is relative to the top of the repository; in docs/*.md the link's
+# target is ../FILE#L..., so that it works where the page is read.
+#   tests/crosswalk.sh        one line per link:
+#                             DOC FILE FIRST LAST NOW_FIRST NOW_LAST TARGET ANCHOR
+#                             (DOC is the Markdown file the link is in; test.sh
+#                             fails when FIRST-LAST and NOW_FIRST-NOW_LAST differ;
+#                             for a single line, FIRST = LAST; TARGET is "ok", or
+#                             the link's target when it is not the one its text names)
+#   tests/crosswalk.sh --fix  rewrite the numbers (and targets) in README.md and
+#                             docs/*.md to where the blocks are now
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,30 +45,44 @@ line() {
         END { if (!found) print 0, 0 }' "$1"
 }
 
-# shellcheck disable=SC2016   # the backquotes are Markdown, not shell
-links=$(grep -oE '\[[a-z.]+:[0-9]+(-[0-9]+)?\]\([^)]*\) `[^`]+`' README.md)
-readme=$(cat README.md)
-while IFS= read -r link; do
-    [[ $link =~ ^\[([a-z.]+):([0-9]+)(-([0-9]+))?\]\([^\)]*\)\ \`([^\`]+)\`$ ]] || continue
-    file=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[4]} anchor=${BASH_REMATCH[5]}
-    single=
-    if [ -n "$last" ]; then
-        read -r now_first now_last <<<"$(block "$file" "$anchor")"
-    else
-        single=1 last=$first
-        read -r now_first now_last <<<"$(line "$file" "$anchor")"
-    fi
-    if [ "${1:-}" = --fix ]; then
-        [ "$now_first" != 0 ] || { echo "crosswalk: no line of $file starts with: $anchor" >&2; exit 1; }
-        if [ -n "$single" ]; then
-            readme=${readme//"$link"/"[$file:$now_first]($file#L$now_first) \`$anchor\`"}
+# crosswalk DOC [--fix]: check (or renumber) the links in one Markdown file
+crosswalk() {
+    local doc=$1 mode=${2:-} prefix='' links text link file first last anchor single
+    local target want now_first now_last
+    [[ $doc == docs/* ]] && prefix=../
+    # shellcheck disable=SC2016   # the backquotes are Markdown, not shell
+    links=$(grep -oE '\[[a-z.]+:[0-9]+(-[0-9]+)?\]\([^)]*\) `[^`]+`' "$doc") || return 0
+    text=$(cat "$doc")
+    while IFS= read -r link; do
+        [[ $link =~ ^\[([a-z.]+):([0-9]+)(-([0-9]+))?\]\(([^\)]*)\)\ \`([^\`]+)\`$ ]] || continue
+        file=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[4]}
+        target=${BASH_REMATCH[5]} anchor=${BASH_REMATCH[6]}
+        single=
+        if [ -n "$last" ]; then
+            want="$prefix$file#L$first-L$last"
+            read -r now_first now_last <<<"$(block "$file" "$anchor")"
         else
-            readme=${readme//"$link"/"[$file:$now_first-$now_last]($file#L$now_first-L$now_last) \`$anchor\`"}
+            single=1 last=$first want="$prefix$file#L$first"
+            read -r now_first now_last <<<"$(line "$file" "$anchor")"
         fi
-    else
-        echo "$file $first $last $now_first $now_last $anchor"
+        if [ "$mode" = --fix ]; then
+            [ "$now_first" != 0 ] || { echo "crosswalk: $doc: no line of $file starts with: $anchor" >&2; exit 1; }
+            if [ -n "$single" ]; then
+                text=${text//"$link"/"[$file:$now_first]($prefix$file#L$now_first) \`$anchor\`"}
+            else
+                text=${text//"$link"/"[$file:$now_first-$now_last]($prefix$file#L$now_first-L$now_last) \`$anchor\`"}
+            fi
+        else
+            [ "$target" = "$want" ] && target=ok
+            echo "$doc $file $first $last $now_first $now_last $target $anchor"
+        fi
+    done <<<"$links"
+    if [ "$mode" = --fix ]; then
+        printf '%s\n' "$text" >"$doc"
     fi
-done <<<"$links"
-if [ "${1:-}" = --fix ]; then
-    printf '%s\n' "$readme" >README.md
-fi
+}
+
+for doc in README.md docs/*.md; do
+    [ -f "$doc" ] || continue
+    crosswalk "$doc" "${1:-}"
+done
