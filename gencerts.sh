@@ -19,7 +19,7 @@ usage: ./gencerts.sh [-f] [-l] [-e] [DIR]
   -l   write the .p12 bundles with the old algorithms (RC2/3DES, SHA-1 MAC)
        that older macOS and Windows keychains still expect
   -e   beyond the tutorial: ECDSA P-256 keys instead of RSA, for every key;
-       a handshake then costs a fraction (README.md, "Performance")
+       a handshake then costs a fraction (docs/performance.md)
   -h   show this help
 EOF
 }
