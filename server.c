@@ -799,7 +799,7 @@ fail:
  * "Seamlessly" can't mean what it meant in 2017: browsers have removed the
  * <keygen> element the author's draft used, and no page may install a
  * certificate by itself.  The visitor downloads a .p12 and imports it, as
- * part 1 taught.  Two costs come with it, and README.md ("Part 2") says
+ * part 1 taught.  Two costs come with it, and docs/part2.md ("The risks") says
  * what production does instead: the CA's key is now online, in a server
  * that faces the network, and the server sees each user's private key.
  */
@@ -3531,7 +3531,7 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
  *     after it in the kernel's backlog.
  *     64 is far more than 2 cores can handshake at once with the tutorial's
  *     RSA-4096 key (10.6-11.8 ms of server CPU each, make bench), and 64
- *     idle connections cost a few MB (README, "Many visitors at once").
+ *     idle connections cost a few MB (docs/many-visitors.md).
  *   --max-per-address (8): a connection over it is closed at once, so that
  *     one visitor can't take every slot: with 100 idle sockets from one
  *     address, Alice from another still gets in.  An IPv6 /64 is one
@@ -3885,8 +3885,9 @@ static int load_first_creds(const struct options *o)
         if (access(o->key_file, F_OK) < 0)
             fprintf(stderr, "server: run ./gencerts.sh (or make) to create the tutorial's files\n");
         if (o->crl_required && access(o->crl_file, F_OK) < 0)
-            fprintf(stderr, "server: %s is required: it holds every revocation (README, "
-                            "\"What to keep\"); restore it from a backup\n", o->crl_file);
+            fprintf(stderr, "server: %s is required: it holds every revocation "
+                            "(docs/part2.md, \"what to keep\"); restore it from a backup\n",
+                    o->crl_file);
         free(sc);
         return -1;
     }
@@ -4729,7 +4730,7 @@ static void usage(FILE *out)
         "                     with an alert and no page\n"
         "  --max-clients N    connections served at once (default %d); when all are\n"
         "                     taken, one that waits for its client is closed to make\n"
-        "                     room (README, \"Many visitors at once\"), or the\n"
+        "                     room (docs/many-visitors.md), or the\n"
         "                     newcomer waits\n"
         "  --max-per-address N  of those, from one client address or IPv6 /64 (::1\n"
         "                     alone) (default %d); more are closed at once\n"
