@@ -13,7 +13,7 @@
  * Build and run:  make && ./server      Try it:  make test, or README.md.
  *
  * WHERE EACH STEP OF THE TUTORIAL LIVES
- *   openssl req -x509 ... (the server's key, cert) gencerts.sh, "Server:"
+ *   openssl req -x509 ... (the server's key, cert) gencerts.sh, "Server: a new"
  *   openssl req -newkey ... (Alice's, Bob's CSRs)  gencerts.sh, "Alice:", "Bob:"
  *   openssl x509 -req ... (signing the CSRs)       gencerts.sh, "Alice's CSR ...", "Bob's CSR ..."
  *   openssl pkcs12 -export ... (the .p12 files)    gencerts.sh, "... bundled as"
@@ -22,7 +22,7 @@
  *   app.get('/'), app.get('/authenticate')         section 2, route
  *   req.client.authorized                          section 3, check_client_certificate
  *   req.connection.getPeerCertificate()            section 3, read_names
- *   res.send(...): 200, 403, 401                   section 4, greeting
+ *   the three res.send(...) pages: 200, 403, 401   section 4, greeting
  *   https.createServer(opts, app).listen(9999)     section 12, open_listener, accept_loop
  *   curl --cert alice.p12 ... (and bob.p12)        README.md, "Two commands"; test.sh
  *   importing alice.p12 into a browser             README.md, "Try it in a browser"
@@ -37,9 +37,8 @@
  *     certificates to invited visitors and takes them back (--enroll).
  *   THE MACHINERY (9 to 15): what express and Node did for the tutorial:
  *     deadlines, the log, HTTP, the accept loop, files, the command line,
- *     main.  Sections 9, 10 and 12 say why a slow or hostile client can't
- *     hold the server, forge its log, or keep others out.
- * LEFT OUT: one request per connection (no keep-alive), HTTP/1.1 only (no
+ *     main.  9, 10 and 12: why a slow or hostile client can't do harm.
+ * LEFT OUT: one request per connection (no keep-alive), HTTP/1.x only (no
  * HTTP/2), no session resumption (section 7 says why), no OCSP: the CRL
  * (section 8) is how a revocation reaches the server.
  */
@@ -88,12 +87,10 @@
 
 /* What every connection shares, read-only.  The credentials are handed to
  * each connection apart: they are loaded anew when the CRL changes (section 8). */
-struct issuer;
 struct options;
 struct server {
     const struct options *opts;         /* what the command line said (section 14) */
     bool reject_unauthorized;           /* the tutorial's other choice (section 1) */
-    const struct issuer *issuer;        /* part 2, under --enroll; else NULL */
     gnutls_priority_t priorities;       /* the TLS policy (section 7) */
     int listen_fd;
     int timeout_ms;
@@ -108,12 +105,12 @@ struct connection {
     unsigned long bytes_in;     /* how much the client sent us */
     char peer[INET6_ADDRSTRLEN];
     const char *tls_version;    /* "TLS1.3", once the handshake is done */
-    char request_line[160];     /* as sent, codes hidden, cut to fit, escaped (section 11) */
+    char request_line[160];     /* as sent, cut to fit, escaped (section 11) */
     int status;                 /* HTTP status sent, 0 if none */
     char note[640];             /* who the client is, or what went wrong */
 };
 
-/* The answer to send: part 1's are HTML pages; part 2's bundle is not. */
+/* The answer to send: an HTML page, or a file to download. */
 struct answer {
     int status;
     char *page;
@@ -132,17 +129,18 @@ static int answer_request(gnutls_session_t s, const struct server *srv, struct c
                           struct answer *ans);      /* reads the request, calls route() */
 static int send_response(gnutls_session_t s, struct connection *conn, const struct answer *ans);
 static void close_connection(gnutls_session_t s, struct connection *conn);
+static void free_answer(struct answer *ans);                    /* section 11 */
 /* ... and from the sections beyond the lesson: */
-static void set_deadline(struct connection *conn, int timeout_ms);
+static void set_deadline(struct connection *conn, int timeout_ms);          /* section 9 */
 static void tls_failure(gnutls_session_t s, struct connection *conn, const char *what,
-                        const char *why, int err);
-static void release_newer_creds(struct connection *conn);
+                        const char *why, int err);                          /* section 6 */
+static void release_newer_creds(struct connection *conn);                   /* section 12 */
 
 /* ======================= The story of one connection ====================== */
-/* Every connection runs this, start to end, in a thread of its own that the
- * accept loop (section 12: listen(9999)) hands it to.  Step N is told in
- * section N.  A failure ends this connection only, in the log, and the next
- * visitor is served. */
+/* Every connection the accept loop (section 12: listen(9999)) admits runs
+ * this, start to end, in a worker thread.  Step N is told in section N.  A
+ * failure ends this connection only, in the log, and the next visitor is
+ * served. */
 static void serve_connection(const struct server *srv, gnutls_certificate_credentials_t creds,
                              int fd, const char *peer)
 {
@@ -161,7 +159,7 @@ static void serve_connection(const struct server *srv, gnutls_certificate_creden
     /* 2. The request: read it, and route it (app.get).  Section 2.
      * 3. For /authenticate, the route checks the client's certificate
      *    (req.client.authorized).  Section 3.
-     * 4. ... and picks the answer (res.send), sent here.  Section 4. */
+     * 4. ... and picks the page (res.send), sent here.  Section 4. */
     if (answer_request(s, srv, &conn, &ans) < 0)
         goto close;
     int ret = send_response(s, &conn, &ans);
@@ -172,9 +170,7 @@ close:
     /* 5. The close: tell the client the answer is complete, let it read
      *    it, and write the log line.  Section 5. */
     close_connection(s, &conn);
-    if (ans.page && ans.page_len)
-        gnutls_memset(ans.page, 0, ans.page_len);  /* part 2's bundle holds a key */
-    free(ans.page);
+    free_answer(&ans);
     if (s)
         gnutls_deinit(s);
     release_newer_creds(&conn);     /* section 12 */
@@ -182,12 +178,12 @@ close:
 
 /* ======================= 1. The handshake ================================= */
 
-static int check_readable(const char *path, const char *what, char *why);
+static int check_readable(const char *path, const char *what, char *why);  /* section 13 */
 
 /* Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
- * Loaded at start-up, and again when crl.pem changes (section 8 adds the
- * CRL); every session shares them.  Returns 0, or -1 with why[] naming the
- * file. */
+ * We show localhost_*.pem when gencerts.sh made them (README, "Try it in a
+ * browser", says why), else server_*.pem; the ca is server_cert.pem.  Loaded
+ * at start-up, and again when crl.pem changes (section 8 adds the CRL). */
 static int load_credentials(gnutls_certificate_credentials_t *out, const char *key_file,
                             const char *cert_file, const char *ca_file, char *why)
 {
@@ -249,8 +245,9 @@ fail:
  * browser offers only certificates from them: the tutorial's "only Alice's
  * certificate is in the list".
  */
-static void use_deadline_transport(gnutls_session_t s, struct connection *conn, int timeout_ms);
-static void note(struct connection *conn, const char *format, ...)
+static void use_deadline_transport(gnutls_session_t s, struct connection *conn,
+                                   int timeout_ms);                         /* section 9 */
+static void note(struct connection *conn, const char *format, ...)          /* section 10 */
     __attribute__((format(printf, 2, 3)));
 
 static int start_session(const struct server *srv, struct connection *conn,
@@ -288,7 +285,7 @@ fail:
     return -1;
 }
 
-static const char *cut_short(void);     /* why the server ends this connection, or NULL */
+static const char *cut_short(void);  /* stopping, or gave way to a newcomer (section 12) */
 
 /* The TLS handshake: the client's certificate, if any, arrives here. */
 static int handshake(gnutls_session_t s, struct connection *conn)
@@ -330,7 +327,7 @@ static void route(gnutls_session_t s, const struct server *srv, struct connectio
 {
     bool get = method_is(req, "GET") || method_is(req, "HEAD");
 
-    if (srv->issuer && part2_route(s, srv, conn, req, ans))
+    if (part2_route(s, srv, conn, req, ans))
         return;                     /* part 2's pages, under --enroll: section F */
     if (get && path_is(req, "/")) {
         ans->status = 200;          /* the landing page: unprotected, for everyone */
@@ -363,8 +360,8 @@ struct identity {
     char *log_reason;           /* the same in GnuTLS's words: the log */
 };
 
-static char *copy_datum(gnutls_datum_t *d);
-static void unescape_dn_value(char *s);
+static char *copy_datum(gnutls_datum_t *d);                                 /* section 13 */
+static void unescape_dn_value(char *s);                                     /* section 13 */
 
 enum dn_of { SUBJECT, ISSUER };
 
@@ -427,8 +424,8 @@ static int read_names(gnutls_session_t s, struct identity *id)
     return ret;
 }
 
-static int use_current_credentials(gnutls_session_t s, struct connection *conn);
-static void explain_refusal(int ret, unsigned int status, struct identity *id);
+static int use_current_credentials(gnutls_session_t s, struct connection *conn); /* section 12 */
+static void explain_refusal(int ret, unsigned int status, struct identity *id); /* section 6 */
 
 /* req.client.authorized.  Decide on the verification status, never on the
  * return value alone: a certificate from an unknown issuer verifies
@@ -472,10 +469,12 @@ static void check_client_certificate(gnutls_session_t s, struct connection *conn
 /* Tutorial: res.send(...), the three answers of app.get('/authenticate').
  * send_response (section 11) sends the page with its HTTP headers. */
 
-static char *html_escape(const char *s);
-static char *format_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *html_escape(const char *s);                                    /* section 13 */
+static char *format_text(const char *fmt, ...)                              /* section 13 */
+    __attribute__((format(printf, 1, 2)));
 
-/* The page for what section 3 found.  Sets *status. */
+/* The page for what section 3 found, and its status (the tutorial's text
+ * shows only ".send(" for the last two, and names the 401 in its words). */
 static char *greeting(const struct identity *id, int *status)
 {
     char *page = NULL, *who = NULL, *issuer = NULL;
@@ -507,8 +506,8 @@ out:
     return page;    /* NULL: out of memory, and answer_request sends a 500 */
 }
 
-static void note_visitor(struct connection *conn, const struct identity *id);
-static void free_identity(struct identity *id);
+static void note_visitor(struct connection *conn, const struct identity *id); /* section 10 */
+static void free_identity(struct identity *id);                             /* section 13 */
 
 /* GET /authenticate: the check, its log note (section 10), the page. */
 static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
@@ -523,8 +522,8 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn, int 
 
 /* ======================= 5. The close ===================================== */
 
-static void linger_close(struct connection *conn);
-static void log_connection(const struct connection *conn);
+static void linger_close(struct connection *conn);                          /* section 9 */
+static void log_connection(const struct connection *conn);                  /* section 10 */
 
 /* After an answer, close_notify tells the client it is complete; SHUT_WR
  * does not wait for the client's own, since we close anyway.  Then the
@@ -724,8 +723,9 @@ static int load_priorities(struct server *srv)
  * A CA takes back certificates by listing them in a CRL; without it, a
  * revoked certificate would still be admitted.  gencerts.sh makes our CA's
  * first crl.pem; part 2 (section C) and ./server --revoke sign new ones.
- * When crl.pem changes, the accept loop (section 12) loads the credentials
- * anew with it, and the next connection is checked against the new list.
+ * When crl.pem changes, the accept loop, or a worker about to check a
+ * certificate, loads the credentials anew with it (section 12), and that
+ * check, and every one after, uses the new list.
  */
 
 static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
@@ -792,9 +792,13 @@ fail:
  *   E. invitations    ./server --invite Carol prints a link that works once
  *   F. the pages      /enroll, /certificates, /revoke, /add-device
  *
- * FIRST READING of part 2: A, B and C are the GnuTLS calls that openssl
- * made in part 1 (gencerts.sh); D is this part's lesson; E and F are how a
- * visitor reaches them.  Part-1 readers can skip to THE MACHINERY.
+ * FIRST READING of part 2, in this order: A, B and C, the GnuTLS calls that
+ * do what openssl did in part 1 (gencerts.sh); D's opening comment, this
+ * part's lesson (a certificate belongs to an account, never to a name); E's
+ * opening comment (the invitation that opens an account); F's table of
+ * routes.  Each section uses only what the ones before it define, so D's
+ * accounts come before E's invitations, which name them.  Part-1 readers can
+ * skip to THE MACHINERY.
  *
  * "Seamlessly" can't mean what it meant in 2017: browsers have removed the
  * <keygen> element the author's draft used, and no page may install a
@@ -890,6 +894,7 @@ struct issuer {
     gnutls_x509_crt_t crt;
     gnutls_privkey_t key;
 };
+static const struct issuer *enrolled_ca;   /* under --enroll (main sets it); else NULL */
 
 static void free_issuer(struct issuer *ca)
 {
@@ -1637,7 +1642,7 @@ static gnutls_x509_crt_t recorded_certificate(const struct server *srv, const st
     gnutls_x509_crt_t crt = account_path(path, srv->opts, acct->id, file) == 0
                                 ? read_certificate(path) : NULL;
     if (crt && (certificate_serial(crt, der, &len, hex) < 0 || strcmp(hex, serial_hex) != 0 ||
-                gnutls_x509_crt_verify(crt, &srv->issuer->crt, 1,
+                gnutls_x509_crt_verify(crt, &enrolled_ca->crt, 1,
                                        GNUTLS_VERIFY_DISABLE_TIME_CHECKS, &status) < 0 ||
                 status != 0)) {
         gnutls_x509_crt_deinit(crt);
@@ -1700,7 +1705,7 @@ static bool account_of_certificate(const struct server *srv, const gnutls_datum_
         return false;
     if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) == 0 &&
         certificate_serial(crt, serial, &len, serial_hex) == 0 &&
-        gnutls_x509_crt_verify(crt, &srv->issuer->crt, 1, 0, &status) == 0 && status == 0 &&
+        gnutls_x509_crt_verify(crt, &enrolled_ca->crt, 1, 0, &status) == 0 && status == 0 &&
         indexed_account(srv->opts, serial_hex, id) && read_account(srv->opts, id, acct) &&
         (recorded = recorded_certificate(srv, acct, serial_hex)) != NULL)
         found = gnutls_x509_crt_equals2(recorded, der) != 0;
@@ -1986,9 +1991,9 @@ static bool from_our_page(const struct request *req)
 }
 
 /* Which routes take a POST: part 2's, and only under --enroll. */
-static bool takes_post(const struct server *srv, const struct request *req)
+static bool takes_post(const struct request *req)
 {
-    return srv->issuer &&
+    return enrolled_ca &&
            (path_is(req, "/enroll") || path_is(req, "/revoke") || path_is(req, "/add-device"));
 }
 
@@ -2143,7 +2148,7 @@ static void enroll_bundle(gnutls_session_t s, const struct server *srv, struct c
                               "now. Your invitation is still good: try again later."));
         goto out;
     }
-    if (issue_certificate(srv->issuer, acct->name, &key, &crt, why) < 0 ||
+    if (issue_certificate(enrolled_ca, acct->name, &key, &crt, why) < 0 ||
         make_pkcs12(key, crt, acct->name, passphrase, has_legacy == 1, &p12, why) < 0)
         goto fail;
     if (certificate_serial(crt, serial, &serial_len, serial_hex) < 0) {
@@ -2301,7 +2306,7 @@ static void revoke_certificate(gnutls_session_t s, const struct server *srv,
         return;
     }
     gnutls_x509_crt_deinit(recorded);
-    int ret = update_crl(srv->opts, srv->issuer, serial, len, conn, why);
+    int ret = update_crl(srv->opts, enrolled_ca, serial, len, conn, why);
     if (ret < 0) {
         note(conn, "revoke %s failed: %s", hex, why);
         page(ans, 503, strdup("503 Service Unavailable: nothing was revoked, because the "
@@ -2395,6 +2400,8 @@ static bool part2_route(gnutls_session_t s, const struct server *srv, struct con
 {
     bool get = method_is(req, "GET") || method_is(req, "HEAD"), post = method_is(req, "POST");
 
+    if (enrolled_ca == NULL)
+        return false;
     if (get && path_is(req, "/")) {
         ans->status = 200;      /* part 1's landing page, and a way to one's certificates */
         ans->page = strdup("<a href=\"authenticate\">Log in using client certificate</a>"
@@ -2409,7 +2416,7 @@ static bool part2_route(gnutls_session_t s, const struct server *srv, struct con
         revoke_certificate(s, srv, conn, req, ans);
     } else if (post && path_is(req, "/add-device")) {
         add_device(s, srv, conn, req, ans);
-    } else if (path_is(req, "/enroll") || path_is(req, "/certificates") || takes_post(srv, req)) {
+    } else if (path_is(req, "/enroll") || path_is(req, "/certificates") || takes_post(req)) {
         ans->allow = path_is(req, "/enroll")         ? "GET, HEAD, POST"
                    : path_is(req, "/certificates")   ? "GET, HEAD"
                                                      : "POST";
@@ -2425,6 +2432,12 @@ static bool part2_route(gnutls_session_t s, const struct server *srv, struct con
 /*       THE MACHINERY: what a real server needs that the tutorial's          */
 /*       express and Node did for it.  Skip it on a first reading.            */
 /* ========================================================================== */
+/*
+ * Except for listen(9999): section 12's first comment, then open_listener
+ * and accept_loop.  The rest, in the order a connection meets it: its
+ * deadline (9), its log line (10), its request (11), its thread (12), the
+ * files part 2 writes (13), the command line (14), main (15).
+ */
 
 /* ======================= 9. Deadlines: the transport ====================== */
 /*
@@ -3387,7 +3400,7 @@ static int answer_request(gnutls_session_t s, const struct server *srv, struct c
     if (ret < 0)
         return -1;
     ans->status = ret > 0 ? ret : parse_request(head, head_len, &req);   /* 414, 431; 400, 505 */
-    if (ans->status == 0 && method_is(&req, "POST") && takes_post(srv, &req)) {
+    if (ans->status == 0 && method_is(&req, "POST") && takes_post(&req)) {
         /* Part 2's forms: where from (section F), then the body */
         if (!from_our_page(&req)) {
             note(conn, "a POST from another site's page (Origin, Sec-Fetch-Site)");
@@ -3496,6 +3509,14 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
     if (ret == 0)
         conn->status = ans->status;
     return ret;
+}
+
+/* A download may hold a private key (part 2's bundle): wiped before it is freed. */
+static void free_answer(struct answer *ans)
+{
+    if (ans->page && ans->page_len)
+        gnutls_memset(ans->page, 0, ans->page_len);
+    free(ans->page);
 }
 
 /* ======================= 12. The listener and the accept loop ============= */
@@ -4937,7 +4958,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (opt.enroll) {
-        srv.issuer = &ca;
+        enrolled_ca = &ca;
         fprintf(stderr, "server: --enroll: invited visitors get certificates signed by %s\n",
                 opt.issuer_cert_file);
     }
