@@ -112,5 +112,8 @@ clean:
 	rm -f server server-asan server-tsan tests/tlsclient tests/fuzz_request tests/floor
 	rm -rf tests/work
 
+# what gencerts.sh makes (keys, certificates, bundles, crl.pem and its CA's
+# records in ca/), and what ./server --invite, --enroll and --revoke add
 distclean: clean
-	rm -f $(CERTS)/*.pem $(CERTS)/*.p12
+	rm -f $(CERTS)/*.pem $(CERTS)/*.p12 $(CERTS)/crl.pem.lock
+	rm -rf $(CERTS)/ca $(CERTS)/invites $(CERTS)/accounts $(CERTS)/issued
