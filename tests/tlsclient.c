@@ -6,7 +6,7 @@
  * connection...) and the load for the soak test and `make bench`.
  *
  *   tlsclient --port N --ca FILE [--cert FILE --key FILE | --self-signed CN]
- *             [--tls 1.2|1.3]
+ *             [--tls 1.2|1.3] [--source ADDRESS]
  *             [--path P | --raw BYTES] [--mode MODE] [--count N]
  *             [--expect STATUS] [--expect-text TEXT] [--stats] [--seconds S]
  *
@@ -24,6 +24,7 @@
  *   reset          send the request and reset the connection (RST)
  *   silent         handshake, then send nothing; wait for the server to close
  *   half-hello     send half a ClientHello, then nothing; wait for the close
+ *   tcp-silent     connect, send nothing at all; wait for the close
  *   bad-record     handshake, then send the request with its last byte
  *                  flipped, so that its record fails to decrypt; print what
  *                  the server says to that
@@ -32,9 +33,13 @@
  * --stats prints rate, latency percentiles, the client's own CPU time per
  * connection, and the TLS version and key-exchange group of the last one.
  * --seconds S keeps connecting for S seconds (at most --count times).
+ * --source ADDRESS connects from that address (127.0.1.1: the server's log
+ * lines for this client start with it, so that clients run at once can be
+ * told apart); only --host addresses of its family are tried.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -57,7 +62,7 @@
 #include <gnutls/x509.h>
 
 struct config {
-    const char *host, *port, *ca, *cert, *key, *tls, *path, *mode, *expect_text;
+    const char *host, *port, *ca, *cert, *key, *tls, *path, *mode, *expect_text, *source;
     char *raw, *self_cn;
     size_t raw_len, self_cn_len;
     int count, expect, delay_ms;
@@ -111,8 +116,25 @@ static int connect_tcp(const struct config *c)
     int ret = getaddrinfo(c->host, c->port, &hints, &res);
     if (ret != 0)
         die(c->host, gai_strerror(ret));
+    struct sockaddr_in from4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 from6 = {.sin6_family = AF_INET6};
+    int from_family = 0;
+    if (c->source) {
+        if (inet_pton(AF_INET, c->source, &from4.sin_addr) == 1)
+            from_family = AF_INET;
+        else if (inet_pton(AF_INET6, c->source, &from6.sin6_addr) == 1)
+            from_family = AF_INET6;
+        else
+            die("--source", "not an IPv4 or IPv6 address");
+    }
     for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+        if (from_family && ai->ai_family != from_family)
+            continue;
         fd = socket(ai->ai_family, ai->ai_socktype, 0);
+        if (fd >= 0 && from_family &&
+            bind(fd, from_family == AF_INET ? (struct sockaddr *)&from4 : (struct sockaddr *)&from6,
+                 from_family == AF_INET ? sizeof from4 : sizeof from6) < 0)
+            die("bind --source", strerror(errno));
         if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
             close(fd);
             fd = -1;
@@ -338,7 +360,7 @@ int main(int argc, char **argv)
         {"path", 1, 0, 'P'}, {"raw", 1, 0, 'r'}, {"mode", 1, 0, 'm'},
         {"count", 1, 0, 'n'}, {"expect", 1, 0, 'e'}, {"expect-text", 1, 0, 'x'},
         {"delay-ms", 1, 0, 'd'}, {"stats", 0, 0, 's'}, {"seconds", 1, 0, 'S'},
-        {"self-signed", 1, 0, 'C'},
+        {"self-signed", 1, 0, 'C'}, {"source", 1, 0, 'F'},
         {0, 0, 0, 0},
     };
     struct config c = {.host = "localhost", .path = "/authenticate", .mode = "normal",
@@ -356,6 +378,7 @@ int main(int argc, char **argv)
         case 'r': c.raw = optarg; c.raw_len = unescape(optarg); break;
         case 'C': c.self_cn = optarg; c.self_cn_len = unescape(optarg); break;
         case 'm': c.mode = optarg; break;
+        case 'F': c.source = optarg; break;
         case 'n': c.count = atoi(optarg); break;
         case 'e': c.expect = atoi(optarg); break;
         case 'x': c.expect_text = optarg; break;
@@ -399,6 +422,14 @@ int main(int argc, char **argv)
             die("send", strerror(errno));
         printf("sent %zu of %zu ClientHello bytes; the server closed after %.0f ms\n",
                hello_len / 2, hello_len, wait_for_close(fd));
+        close(fd);
+        gnutls_certificate_free_credentials(creds);
+        return 0;
+    }
+
+    if (strcmp(c.mode, "tcp-silent") == 0) {
+        int fd = connect_tcp(&c);
+        printf("connected, sent nothing; the server closed after %.0f ms\n", wait_for_close(fd));
         close(fd);
         gnutls_certificate_free_credentials(creds);
         return 0;
