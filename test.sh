@@ -58,9 +58,21 @@ expect_raw() {
     fi
 }
 
-# log_has NAME PATTERN: the server's log has a line matching PATTERN (grep -E).
+# wait_log PATTERN [LINE]: until the server's log has a line matching
+# PATTERN (grep -E), after its first LINE lines if given; at most 20 s.  The
+# server writes a connection's line once the connection is over, from a
+# thread of its own: a client may be done a moment before its line is.
+wait_log() {
+    for _ in $(seq 200); do
+        tail -n +"$((${2:-0} + 1))" "$log" | grep -Eq -- "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# log_has NAME PATTERN: the server's log has a line matching PATTERN (grep -E),
+# or gets one within 20 s.
 log_has() {
-    if grep -Eq -- "$2" "$log"; then
+    if wait_log "$2"; then
         ok "$1"
     else
         fail "$1" "no log line matches: $2" "log tail:" "$(tail -n 5 "$log")"
@@ -265,18 +277,23 @@ hostile_cert() {
         fail "openssl makes the certificate $1" "subject: $2"
 }
 log_lines() { wc -l <"$log"; }
+marks=0
 # one_line NAME ESCAPED COMMAND...: COMMAND visits /authenticate with a hostile
 # certificate and is refused (403); the log gains exactly one line, with no
 # control byte, holding ESCAPED (grep -F); no log line starts with the forged
 # text.  The client's output is left in $body.
 one_line() {
-    local name=$1 escaped=$2 before added
+    local name=$1 escaped=$2 before added answer
     shift 2
     before=$(log_lines)
-    body=$("$@" 2>&1)
+    answer=$("$@" 2>&1)
     for _ in $(seq 50); do [ "$(log_lines)" -gt "$before" ] && break; sleep 0.1; done
-    sleep 0.2       # anything more the server would write for this visit
-    added=$(( $(log_lines) - before ))
+    # then a visit of our own: what the log holds before its line is this visit's
+    marks=$((marks + 1))
+    fetch "$(url "/one-line-$marks")"
+    body=$answer
+    wait_log "\"GET /one-line-$marks HTTP/1\\.1\" 404" "$before"
+    added=$(( $(grep -n "\"GET /one-line-$marks HTTP/1\.1\" 404" "$log" | cut -d: -f1) - 1 - before ))
     if [[ $body == *"403"* ]] && [ "$added" = 1 ] &&
         ! tail -n +"$((before + 1))" "$log" | LC_ALL=C grep -aq '[[:cntrl:]]' &&
         ! grep -aq '^9\.9\.9\.9' "$log" &&
@@ -351,9 +368,7 @@ TLSCLIENT=(tests/tlsclient --port "$port" --ca "$certs/server_cert.pem")
 for v in 1.0 1.1; do
     before=$(wc -l <"$log")
     out=$("${TLSCLIENT[@]}" --tls "$v" --path / 2>&1)
-    sleep 0.1
-    if [[ $out == "handshake failed:"* ]] &&
-        tail -n +"$((before + 1))" "$log" | grep -q 'handshake failed: .*unsupported version'; then
+    if [[ $out == "handshake failed:"* ]] && wait_log 'handshake failed: .*unsupported version' "$before"; then
         ok "TLS $v is refused by the server (unsupported version)"
     else
         fail "TLS $v is refused by the server" "client: ${out:0:200}" "log: $(tail -n 2 "$log")"
@@ -381,11 +396,15 @@ if [[ $out == *"$HELLO"* && ! -s $work/session ]]; then
 else
     fail "TLS 1.3: no session ticket to resume with" "session file: $(ls -l "$work/session" 2>&1)"
 fi
-out=$( (printf 'R\n'; sleep 1; printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1) |
+# s_client renegotiates at R; the request goes only once the server has said
+# what it did with that (or after 20 s), and s_client's input ends with it
+before=$(wc -l <"$log")
+out=$( (printf 'R\n'; wait_log 'the client asked to renegotiate; refused' "$before"
+        printf 'GET / HTTP/1.0\r\n\r\n') 2>/dev/null |
     timeout 20 openssl s_client -tls1_2 -connect "localhost:$port" -servername localhost \
         -CAfile "$certs/server_cert.pem" 2>&1)
 if [[ $out == *RENEGOTIATING* && $out != *"HTTP/1.1 200"* ]] &&
-    grep -q 'the client asked to renegotiate; refused' "$log"; then
+    wait_log 'the client asked to renegotiate; refused' "$before"; then
     ok "TLS 1.2: client-initiated renegotiation ends the connection"
 else
     fail "TLS 1.2: client-initiated renegotiation ends the connection" "got: ${out: -300}"
@@ -636,8 +655,10 @@ fi
 expect "after all that, Alice is still welcome"  200 "$HELLO" "${ALICE_P12[@]}" "$(url /authenticate)"
 
 echo "# stopping, while a silent client is connected"
+fds=$(find "/proc/$server_pid/fd" -mindepth 1 | wc -l)
 exec 3<>"/dev/tcp/127.0.0.1/$port"
-sleep 0.3
+# until the server has taken it (a descriptor more; at most 10 s)
+for _ in $(seq 100); do [ "$(find "/proc/$server_pid/fd" -mindepth 1 | wc -l)" -gt "$fds" ] && break; sleep 0.1; done
 start=$(date +%s%N)
 kill -TERM "$server_pid"
 wait "$server_pid"
@@ -645,7 +666,9 @@ status=$?
 waited=$(( ($(date +%s%N) - start) / 1000000 ))
 exec 3<&-
 server_pid=
-if [ "$status" = 0 ] && grep -q '^server: stopped' "$log" && [ "$waited" -le 500 ]; then
+# (a server that waited for the silent client would stop at its deadline,
+# 2 s; 1 s leaves room for a loaded machine's pauses)
+if [ "$status" = 0 ] && grep -q '^server: stopped' "$log" && [ "$waited" -le 1000 ]; then
     ok "SIGTERM: the server stops at once with exit status 0 (after $waited ms)"
 else
     fail "SIGTERM: the server stops at once with exit status 0" "exit status $status after $waited ms" "$(tail -n 3 "$log")"
@@ -791,7 +814,8 @@ if mount -t tmpfs -o size=12k tmpfs "$fulllog"; then
 for i in range(150):
     socket.create_connection(("127.0.0.1", int(sys.argv[1])), source_address=("127.0.3.%d" % (i + 1), 0)).close()' \
         "${port:-1}" 2>/dev/null
-    sleep 0.5                                   # the last lines are written
+    # the disk is full once the server says so on stdout (at most 20 s)
+    for _ in $(seq 200); do grep -q 'cannot be written: No space left on device' "$work/fulllog.out" && break; sleep 0.1; done
     rm "$fulllog/filler"
     fetch "${ALICE_P12[@]}" "$(url /authenticate)"
     kill -TERM "$server_pid"
@@ -841,11 +865,14 @@ flood_from 127.0.0.2 --idle 100 --dribble 20 --hold 5
 read -r code handshake_ms after_ms <<<"$(alice_after_handshake_ms)"
 echo "       flood from 127.0.0.2: $flood; connections open: $(server_connections)"
 echo "       Alice from 127.0.0.1: handshake done after ${handshake_ms} ms, answer ${after_ms} ms later (${before_ms} ms before the flood)"
+# (a server that made her wait for the flood would answer at its deadline,
+# 3 s; the bound is a third of that, not the few ms seen here, so that a
+# loaded machine's pauses do not fail it)
 if [ "$code" = 200 ] && grep -qF "$HELLO" "$work/alice.out" &&
-    { ! plain_build || [ "$after_ms" -le 100 ]; }; then
+    { ! plain_build || [ "$after_ms" -le 1000 ]; }; then
     ok "100 idle and 20 dribbling clients from 127.0.0.2: Alice is answered $after_ms ms after her handshake"
 else
-    fail "100 idle and 20 dribbling clients from 127.0.0.2: Alice answered within 100 ms of her handshake" \
+    fail "100 idle and 20 dribbling clients from 127.0.0.2: Alice answered within 1000 ms of her handshake" \
         "got $code after $after_ms ms"
 fi
 log_has "the flood: over 8 from one address are closed at once, and logged" \
