@@ -973,10 +973,10 @@ stop_server
 # cap (1) and is refused without making anyone give way; Alice does not
 # wait the deadline out: 127.0.0.4's, which has kept us waiting longest, gives way
 start_idle_server --timeout 30 --max-clients 2 --max-per-address 1
-flood_from 127.0.0.4 --idle 1 --dribble 0 --hold 40
+flood_from 127.0.0.4 --idle 1 --dribble 0 --hold 40 --settle 0
 flood4_pid=$flood_pid
 wait_connections 1
-flood_from 127.0.0.5 --idle 1 --dribble 0 --hold 40
+flood_from 127.0.0.5 --idle 1 --dribble 0 --hold 40 --settle 0
 wait_connections 2
 flood5_pid=$flood_pid
 flood_from 127.0.0.5 --idle 1 --dribble 0 --hold 1
@@ -1001,7 +1001,7 @@ wait "$flood4_pid" "$flood_pid" 2>/dev/null
 stop_server
 
 start_idle_server --timeout 5 --max-per-address 64
-flood_from 127.0.0.5 --idle 50 --dribble 0 --hold 20
+flood_from 127.0.0.5 --idle 50 --dribble 0 --hold 20 --settle 0
 wait_connections 50
 in_flight=$(server_connections)
 start=$(date +%s%N)

@@ -65,8 +65,8 @@ read -r _ before_ms <<<"$(alice)"
 # her connection's slot is free again (it may linger a moment, longer under valgrind)
 for _ in $(seq 100); do [ "$(open_fds)" -le "$idle_fds" ] && break; sleep 0.1; done
 flood "127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7 127.0.0.8" \
-    --idle 6 --dribble 2 --hold 60
-flood ::1 --idle 8 --dribble 0 --hold 60
+    --idle 6 --dribble 2 --hold 60 --settle 0
+flood ::1 --idle 8 --dribble 0 --hold 60 --settle 0
 # the server may be slower to accept them than they are to connect (valgrind)
 for _ in $(seq 300); do [ $(( $(open_fds) - idle_fds )) -ge 64 ] && break; sleep 0.1; done
 held=$(( $(open_fds) - idle_fds ))
@@ -158,7 +158,7 @@ churn_while "$handshakes_a_second new connections a second from 16 addresses tha
 
 echo "# IPv6: --max-per-address counts a /64 as one client"
 start_server --timeout 5 --max-per-address 3
-flood "2001:db8:1::1 2001:db8:1::2 2001:db8:1::3" --idle 1 --dribble 0 --hold 10
+flood "2001:db8:1::1 2001:db8:1::2 2001:db8:1::3" --idle 1 --dribble 0 --hold 10 --settle 0
 flood 2001:db8:1::ffff:4 --idle 1 --dribble 0 --hold 10
 if [ "$flood" = "ready: 1 opened, 1 closed at once by the server" ]; then
     ok "the 4th connection from 2001:db8:1::/64 (a 4th address in it) is closed at once"

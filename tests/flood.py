@@ -9,13 +9,14 @@ visitors at once": from --source (an address of the loopback range, e.g.
 one byte a second, interleaved, and holds them for --hold seconds.
 
     flood.py --port N --source 127.0.0.2 [--idle 100] [--dribble 20] [--hold 6]
-             [--ready-file FILE]
+             [--ready-file FILE] [--settle 0.5]
 
 Prints, once every connection has been tried (and writes the same line to
 --ready-file, so that a test can wait for it):
     ready: N opened, K closed at once by the server
-("closed at once": ended by the server within half a second, before it could
-have timed out).  Then holds, and exits 0.  Only addresses on this machine.
+("closed at once": ended by the server within --settle seconds, 0.5 unless
+told, before it could have timed out; a test that does not look at the count
+gives --settle 0).  Then holds, and exits 0.  Only addresses on this machine.
 """
 import argparse
 import select
@@ -70,6 +71,7 @@ def main():
     parser.add_argument("--dribble", type=int, default=20)
     parser.add_argument("--hold", type=float, default=6)
     parser.add_argument("--ready-file")
+    parser.add_argument("--settle", type=float, default=0.5)
     args = parser.parse_args()
     if not args.source.startswith("127.") and ":" not in args.source:
         parser.error("--source must be a loopback address (127.x.y.z) or an IPv6 address "
@@ -91,7 +93,7 @@ def main():
                 idle.append(connect(args.source, args.port))
             except OSError:
                 pass
-    time.sleep(0.5)
+    time.sleep(args.settle)
     closed = sum(closed_by_server(s) for s in idle)
     closed += sum(not t.is_alive() for _, t in threads)
     line = "ready: %d opened, %d closed at once by the server" % (len(idle) + len(threads), closed)
