@@ -52,7 +52,7 @@ test: server tests/tlsclient
 	./test.sh
 
 soak: server tests/tlsclient
-	SOAK_CONNECTIONS=2000 CONCURRENT_CONNECTIONS=2000 ./test.sh
+	LONG=1 SOAK_CONNECTIONS=2000 CONCURRENT_CONNECTIONS=2000 ./test.sh
 
 test-clients: server
 	tests/clients.sh
@@ -68,18 +68,18 @@ server-asan: server.c
 	$(CC) $(CPPFLAGS) $(SANITIZE) $(WARNINGS) -pthread $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)
 
 asan: server-asan tests/tlsclient
-	SERVER=./server-asan ./test.sh
+	LONG=1 SERVER=./server-asan ./test.sh
 
 # ThreadSanitizer: every connection is served by a worker thread (server.c, section 10)
 server-tsan: server.c
 	$(CC) $(CPPFLAGS) -g -O1 -fsanitize=thread $(WARNINGS) -pthread $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)
 
 tsan: server-tsan tests/tlsclient
-	SERVER=./server-tsan ./test.sh
+	LONG=1 SERVER=./server-tsan ./test.sh
 
 # valgrind is slow: the soaks are cut to 100 and 160 connections (still a mix of all three)
 valgrind: server tests/tlsclient
-	SERVER_WRAPPER="$(VALGRIND)" SOAK_CONNECTIONS=100 CONCURRENT_CONNECTIONS=160 ./test.sh
+	LONG=1 SERVER_WRAPPER="$(VALGRIND)" SOAK_CONNECTIONS=100 CONCURRENT_CONNECTIONS=160 ./test.sh
 
 # The crypto floor uses nettle, GnuTLS's own crypto library (it comes with
 # libgnutls28-dev), for the key exchange GnuTLS has no public call for.

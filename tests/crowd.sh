@@ -12,7 +12,8 @@
 #      each saying one byte, while Alice is curl with her .p12 (silent for a
 #      moment after it connects, while it reads the file); then 100 a second
 #      from 16 addresses that finish their handshakes: each time, 5 visits
-#      answered, and never hers the one to give way.
+#      answered, and never hers the one to give way.  make test runs the
+#      second of the three; LONG=1 (make soak, asan, tsan, valgrind) all.
 #   3. IPv6: --max-per-address counts a /64 as one client.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -146,15 +147,25 @@ alice_pausing_5_times() {
         --cert "$certs/alice_cert.pem" --key "$certs/alice_key.pem" --count 5 --expect 200 \
         --expect-text "$HELLO"
 }
-churn_while "500 new silent connections a second, Alice pausing 0.5 s after each handshake" 64 \
-    --rate 500 --sources 100 -- alice_pausing_5_times
+# make test runs the second crowd only; LONG=1 (make soak, asan, tsan,
+# valgrind) runs all three
+if long; then
+    churn_while "500 new silent connections a second, Alice pausing 0.5 s after each handshake" 64 \
+        --rate 500 --sources 100 -- alice_pausing_5_times
+else
+    echo "       (LONG=1: 500 new silent connections a second, Alice pausing 0.5 s after each handshake)"
+fi
 churn_while "500 new connections a second that say one byte, Alice as curl with her .p12" 64 \
     --rate 500 --sources 100 --one-byte -- alice_5_times
 # a crowd from 16 addresses that finishes its handshakes (we reply: the
 # class Alice is in once her ClientHello is in), 4 slots each to her 1;
 # slow to come under valgrind, so one giving way is enough to show it came
-churn_while "$handshakes_a_second new connections a second from 16 addresses that finish the handshake and stall, Alice as curl" 0 \
-    --rate "$handshakes_a_second" --sources 16 --handshake -- alice_5_times
+if long; then
+    churn_while "$handshakes_a_second new connections a second from 16 addresses that finish the handshake and stall, Alice as curl" 0 \
+        --rate "$handshakes_a_second" --sources 16 --handshake -- alice_5_times
+else
+    echo "       (LONG=1: $handshakes_a_second new connections a second from 16 addresses that finish the handshake and stall)"
+fi
 
 echo "# IPv6: --max-per-address counts a /64 as one client"
 start_server --timeout 5 --max-per-address 3

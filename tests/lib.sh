@@ -5,9 +5,12 @@
 # SERVER picks another build (make asan: SERVER=./server-asan); SERVER_WRAPPER
 # runs the server under another program (make valgrind); KEEP_WORK=1 keeps the
 # work folder (certificates, the server's log) for a look afterwards.
+# LONG=1 runs the long forms of the checks that make test cuts short or
+# leaves out (make soak, asan, tsan and valgrind set it; test.sh says which).
 # shellcheck shell=bash
 
 SERVER=${SERVER:-./server}
+LONG=${LONG:-}
 work=$(mktemp -d)
 certs=$work/certs
 log=$work/server.log
@@ -15,6 +18,9 @@ server_pid=
 mounted=()      # file systems a test mounted under $work: unmounted at the end
 passed=0
 failed=0
+
+# long: true under LONG=1
+long() { [ "$LONG" = 1 ]; }
 
 stop_server() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
