@@ -279,10 +279,20 @@ cat >"$work/evil/index.html" <<EOF
 <iframe src="$origin/certificates" width="600" height="300"></iframe>
 <iframe src="own.html"></iframe>
 EOF
-evil_port=$(free_port)
-python3 -m http.server --bind 127.0.0.1 --directory "$work/evil" "$evil_port" >/dev/null 2>&1 &
-evil_pid=$!
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$evil_port/" && break; sleep 0.1; done
+# A free port can be taken by someone else before http.server binds it: it
+# must say it serves on it (or it has exited, and another port is tried)
+for _ in 1 2 3 4 5; do
+    evil_port=$(free_port)
+    python3 -u -m http.server --bind 127.0.0.1 --directory "$work/evil" "$evil_port" >"$work/evil.log" 2>&1 &
+    evil_pid=$!
+    for _ in $(seq 100); do
+        grep -q "^Serving HTTP on 127\.0\.0\.1 port $evil_port " "$work/evil.log" && break 2
+        kill -0 "$evil_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$evil_pid" 2>/dev/null
+    wait "$evil_pid" 2>/dev/null
+done
 before=$(wc -l <"$log")
 ff_extra=(--frames 2)
 page=$(firefox_visit "http://127.0.0.1:$evil_port/" "" carol-issued)

@@ -154,14 +154,22 @@ fi
 # alert that test.sh expects from ours: the probes ask for what the library does.
 # (the #define may go on over lines ending in \; its strings, joined)
 priorities=$(sed -n '/^#define TLS_PRIORITIES/,/[^\\]$/p' server.c | grep -o '"[^"]*"' | tr -d '"\n')
-ref_port=$(free_port)
-gnutls-serv --port "$ref_port" --priority "$priorities" --verify-client-cert \
-    --x509keyfile "$certs/server_key.pem" --x509certfile "$certs/server_cert.pem" \
-    --x509cafile "$certs/server_cert.pem" >"$work/gnutls-serv.log" 2>&1 &
-ref_pid=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$ref_port") 2>/dev/null && break
-    sleep 0.1
+# A free port can be taken by someone else before gnutls-serv binds it, and
+# then whatever listens there would answer the probes: gnutls-serv must say
+# it listens on it (or it has exited, and another port is tried; 5 at most).
+for _ in 1 2 3 4 5; do
+    ref_port=$(free_port)
+    gnutls-serv --port "$ref_port" --priority "$priorities" --verify-client-cert \
+        --x509keyfile "$certs/server_key.pem" --x509certfile "$certs/server_cert.pem" \
+        --x509cafile "$certs/server_cert.pem" >"$work/gnutls-serv.log" 2>&1 &
+    ref_pid=$!
+    for _ in $(seq 100); do
+        grep -q "listening on IPv4 .* port $ref_port\.\.\.done" "$work/gnutls-serv.log" && break 2
+        kill -0 "$ref_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$ref_pid" 2>/dev/null
+    wait "$ref_pid" 2>/dev/null
 done
 probes=$(python3 tests/tls_probes.py --port "$ref_port" 2>&1)
 kill "$ref_pid" 2>/dev/null
