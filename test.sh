@@ -818,8 +818,9 @@ fi
 
 # A frozen terminal: the log on a pseudo-terminal nobody reads (a tty may
 # say "writable" with room for part of a line, and then a write() waits).
-# make test leaves it to LONG=1 (make soak, asan, tsan, valgrind): its 1,200
-# connections take 5 s, and the stalled pipe above shows the same rule.
+# make test leaves it to LONG=1 (make soak, asan, tsan, valgrind): it takes
+# twice the stalled pipe's connections, and the pipe above shows the same
+# rule (a log that does not take lines costs lines, never a worker).
 if ! long; then
     echo "       (LONG=1: the log on a terminal nobody reads, 1,200 connections)"
 else
