@@ -84,11 +84,11 @@ start_server() {
     ${SERVER_WRAPPER:-} "$SERVER" --port 0 --certs "$certs" "$@" 2>"$log" &
     server_pid=$!
     port=
-    for _ in $(seq 300); do
+    for _ in $(seq 1500); do
         port=$(sed -n 's|^server: listening on https://localhost:\([0-9]*\)/.*|\1|p' "$log")
         [ -n "$port" ] && return 0
         kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.1
+        sleep 0.02
     done
     echo "${0##*/}: the server did not start; its output:" >&2
     cat "$log" >&2

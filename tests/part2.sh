@@ -31,9 +31,9 @@ code_file() { echo "${2:-$p2}/invites/$(printf '%s' "$1" | openssl dgst -sha256 
 # wait_for_line FILE LINE: until FILE holds LINE (a process in the
 # background says it is ready); at most 60 s, then the check that reads it fails
 wait_for_line() {
-    for _ in $(seq 600); do
+    for _ in $(seq 3000); do
         grep -qx "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
+        sleep 0.02
     done
 }
 # mode PATH: its permission bits, as 644
