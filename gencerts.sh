@@ -61,7 +61,8 @@ files=(server_key.pem server_cert.pem localhost_key.pem localhost_cert.pem
 for who in carol dave erin frank mallory zoe; do
     files+=("${who}_key.pem" "${who}_csr.pem" "${who}_cert.pem")
 done
-files+=(mallory_ca_key.pem mallory_ca_cert.pem alice_secret.p12 crl.pem ca)
+# (crl.pem.lock: the copy of the last CRL part 2 signed, with the CA that -f replaces)
+files+=(mallory_ca_key.pem mallory_ca_cert.pem alice_secret.p12 crl.pem crl.pem.lock ca)
 
 mkdir -p "$dir"
 cd "$dir"

@@ -4820,7 +4820,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     };
     const char *dir = DEFAULT_CERTS_DIR;
     const char *key = NULL, *cert = NULL, *ca = NULL, *crl = NULL;
-    int c;
+    int c, which = -1;
+    bool seen[sizeof flags / sizeof flags[0]] = {false};
 
     memset(o, 0, sizeof *o);
     o->port = DEFAULT_PORT;
@@ -4831,7 +4832,23 @@ static int parse_options(int argc, char **argv, struct options *o)
     /* ":" and opterr = 0: getopt stays quiet and tells us what went wrong
      * (':' a value is missing, '?' an unknown flag); we word the errors. */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", flags, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", flags, &which)) != -1) {
+        /* As usual, a setting given twice takes its last value; but a
+         * second --revoke or --invite would drop the first quietly (--revoke
+         * A --revoke B revoked B alone).  An empty value names nothing. */
+        if (c != ':' && c != '?' && which >= 0) {
+            if (seen[which] && (c == 'V' || c == 'I')) {
+                fprintf(stderr, "server: --%s is given twice; give it once (run the "
+                                "command again for another)\n", flags[which].name);
+                return -1;
+            }
+            seen[which] = true;
+            if (optarg && optarg[0] == '\0') {
+                fprintf(stderr, "server: --%s needs a value, not ''\n", flags[which].name);
+                return -1;
+            }
+        }
+        which = -1;
         switch (c) {
         case 'p':
             if ((o->port = (int)parse_number("--port", optarg, 0, 65535)) < 0)

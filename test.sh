@@ -1191,6 +1191,10 @@ refuses "bad --max-clients"            2 "--max-clients wants a number from 1 to
 refuses "bad --max-per-address"        2 "--max-per-address wants a number from 1 to 10000, not 'x'" "$SERVER" --max-per-address x
 refuses "unknown flag"                 2 "unknown flag '--frobnicate'" "$SERVER" --frobnicate
 refuses "flag without its value"       2 "--certs needs a value" "$SERVER" --certs
+refuses "an empty value"               2 "--crl needs a value, not ''" "$SERVER" --certs "$certs" --crl ''
+refuses "--revoke twice (one would be lost)" 2 "--revoke is given twice" \
+    "$SERVER" --certs "$certs" --revoke 03 --revoke 04
+refuses "--invite twice"               2 "--invite is given twice" "$SERVER" --certs "$certs" --invite A --invite B
 
 echo "# the lesson's shape: part 1 in 550 lines, the story first, the header's map (tests/lesson.sh)"
 while IFS= read -r line; do
