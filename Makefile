@@ -1,14 +1,14 @@
 # Makefile for the teaching server.
-#   make          build ./server, and make certs/ with ./gencerts.sh if it is empty
+#   make          build ./server, and make certs/ with ./gencerts.sh if it has no server_cert.pem
 #   make test     run ./test.sh (its own server, port and certificates), the short
-#                 forms: 84 s measured here with `time make test` on 2 shared cores
-#                 at load 5 (144 s before the long forms moved to LONG=1, at load 3)
+#                 forms: 42 s (42-53 s over three runs of `time make test` on 2
+#                 shared cores, README.md says more)
 #   make soak     the same with LONG=1 (every long form: test.sh's header), and
 #                 2,000 connections in a row and 2,000 by 16 clients at once,
-#                 instead of 100 and 64 (CI runs both)
+#                 instead of 50 and 32 (CI runs both)
 #   make clean    remove the build; make distclean also removes what gencerts.sh
 #                 and ./server --invite, --enroll, --revoke made in certs/
-# Beyond that (README.md, "Proving it holds"):
+# Beyond that (docs/proving.md):
 #   make asan     the whole test suite (LONG=1) against an AddressSanitizer+UBSan build
 #   make tsan     the whole test suite (LONG=1) against a ThreadSanitizer build
 #   make valgrind the whole test suite (LONG=1) with the server under valgrind
@@ -74,7 +74,7 @@ server-asan: server.c
 asan: server-asan tests/tlsclient
 	LONG=1 SERVER=./server-asan ./test.sh
 
-# ThreadSanitizer: every connection is served by a worker thread (server.c, section 10)
+# ThreadSanitizer: every connection is served by a worker thread (server.c, section 12)
 server-tsan: server.c
 	$(CC) $(CPPFLAGS) -g -O1 -fsanitize=thread $(WARNINGS) -pthread $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)
 

@@ -115,7 +115,7 @@ check() {
 }
 
 # Clients that offer only a certificate from a CA the server names, like a
-# browser (found by trying; the README explains): GnuTLS's wget.
+# browser (found by trying; docs/proving.md explains): GnuTLS's wget.
 withholds_bob=" wget "
 table=()
 for client in curl_p12 curl_pem wget openssl gnutls_cli python node; do

@@ -249,7 +249,7 @@ else
     fail "./server --renew-crl" "$out"
 fi
 # A CRL past its nextUpdate: GnuTLS refuses it, so the server won't start;
-# --renew-crl is the remedy (README: Keeping the CRL fresh).
+# --renew-crl is the remedy (docs/part2.md: Keeping the CRL fresh).
 stale=$work/part2-stale
 cp -r "$certs" "$stale"
 (cd "$stale" && openssl ca -config ca/ca.cnf -gencrl -crlsec 1 -out crl.pem 2>/dev/null)
