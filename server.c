@@ -730,6 +730,22 @@ static int load_priorities(struct server *srv)
 
 static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
 
+/* The CRLs of text (read from file) into creds.  VERIFY_CRLS makes GnuTLS
+ * check, as it loads each, that one of our CAs signed it, so a stray file is
+ * an error now, not a silent no-op later. */
+static int use_crls(gnutls_certificate_credentials_t creds, gnutls_datum_t *text,
+                    const char *file, char *why)
+{
+    gnutls_certificate_set_flags(creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
+    int ret = gnutls_certificate_set_x509_crl_mem(creds, text, GNUTLS_X509_FMT_PEM);
+    if (ret <= 0) {
+        snprintf(why, WHY_SIZE, "no usable CRL in %.150s: %s", file,
+                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
+        return -1;
+    }
+    return 0;
+}
+
 /* opts, and the CRL when there is one, or when one is required: crl_required
  * once a CRL has been in force, so that a lost crl.pem never switches
  * revocation off.  Returns 1 with a CRL (its text into *crl_text, for
@@ -755,16 +771,9 @@ static int load_credentials_and_crl(gnutls_certificate_credentials_t *out,
                  o->crl_file, errno == EINVAL ? "not a file" : strerror(errno));
         goto fail;
     }
-    /* VERIFY_CRLS makes GnuTLS check, as it loads the CRL, that one of our
-     * CAs signed it, so a stray file is an error now, not a silent no-op
-     * later. */
-    gnutls_certificate_set_flags(creds, GNUTLS_CERTIFICATE_VERIFY_CRLS);
-    int ret = gnutls_certificate_set_x509_crl_mem(creds, crl_text, GNUTLS_X509_FMT_PEM);
-    if (ret <= 0) {
+    if (use_crls(creds, crl_text, o->crl_file, why) < 0) {
         free(crl_text->data);
         crl_text->data = NULL;
-        snprintf(why, WHY_SIZE, "no usable CRL in %.150s: %s", o->crl_file,
-                 ret < 0 ? gnutls_strerror(ret) : "the file holds no PEM CRL");
         goto fail;
     }
     *out = creds;
@@ -3653,6 +3662,7 @@ static struct {
     bool crl_in_force;              /* the current set has a CRL: one is required from now on */
     struct crl_mark marks[MAX_CRLS];    /* the CRLs in force: none may go back (below) */
     int mark_count;
+    gnutls_datum_t crl_text;        /* the CRLs in force, as PEM */
 } clients = {.lock = PTHREAD_MUTEX_INITIALIZER, .reload_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /*
@@ -3900,8 +3910,8 @@ static int load_first_creds(const struct options *o)
         gnutls_certificate_free_credentials(sc->creds);
         with_crl = -1;
     }
-    free(text.data);
     if (with_crl < 0) {
+        free(text.data);
         fprintf(stderr, "server: %s\n", sc ? why : strerror(ENOMEM));
         if (access(o->key_file, F_OK) < 0)
             fprintf(stderr, "server: run ./gencerts.sh (or make) to create the tutorial's files\n");
@@ -3923,6 +3933,7 @@ static int load_first_creds(const struct options *o)
     clients.crl_in_force = with_crl;
     memcpy(clients.marks, marks, sizeof marks[0] * (size_t)count);
     clients.mark_count = count;
+    clients.crl_text = text;
     if (stat(o->crl_file, &clients.crl_seen) < 0)
         memset(&clients.crl_seen, 0, sizeof clients.crl_seen);
     return 0;
@@ -3934,19 +3945,91 @@ static bool same_file_state(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/*
+ * crl.pem was refused (gone, broken, or behind), yet the CRL signed here
+ * last, whose copy crl.pem.lock keeps, may be newer than the one of our CA
+ * in force: ./server --revoke, or a revocation from the web, signed it after
+ * the set in force was loaded, and an old crl.pem was put back before we
+ * looked.  Keeping the set in force would lose its revocations.  So it goes
+ * in force, with the other CAs' CRLs in force.  Returns 1 (sc, marks,
+ * *count and *text filled in), 0 if it is not newer, or -1 with why.
+ */
+static int load_recorded_crl(const struct options *o, struct shared_creds *sc,
+                             struct crl_mark marks[MAX_CRLS], int *count, gnutls_datum_t *text,
+                             char *why)
+{
+    char path[PATH_MAX + 8];
+    struct crl_mark last;
+    bool newer = true;
+    if (!recorded_mark(o->crl_file, &last))
+        return 0;
+    for (int i = 0; i < clients.mark_count; i++)
+        if (memcmp(clients.marks[i].issuer, last.issuer, sizeof last.issuer) == 0)
+            newer = older(&clients.marks[i], &last);
+    /* its PEM, then those of the CRLs in force of other issuers */
+    struct text all = {NULL, 0, 0, false};
+    gnutls_datum_t copy = {NULL, 0};
+    gnutls_x509_crl_t *list = NULL;
+    unsigned int n = 0;
+    struct stat st;
+    snprintf(path, sizeof path, "%s.lock", o->crl_file);
+    if (newer && read_whole_file(path, &copy, &st) == 0) {
+        text_add(&all, "%.*s", (int)copy.size, (const char *)copy.data);
+        if (clients.crl_text.data &&
+            gnutls_x509_crl_list_import2(&list, &n, &clients.crl_text, GNUTLS_X509_FMT_PEM, 0) < 0)
+            all.failed = true;
+        for (unsigned int i = 0; i < n; i++) {
+            struct crl_mark mark;
+            gnutls_datum_t pem = {NULL, 0};
+            if (mark_of(list[i], &mark, false) < 0 ||
+                (memcmp(mark.issuer, last.issuer, sizeof last.issuer) != 0 &&
+                 gnutls_x509_crl_export2(list[i], GNUTLS_X509_FMT_PEM, &pem) < 0))
+                all.failed = true;
+            else if (pem.data)
+                text_add(&all, "%.*s", (int)pem.size, (const char *)pem.data);
+            free_marks(&mark, 1);
+            gnutls_free(pem.data);
+            gnutls_x509_crl_deinit(list[i]);
+        }
+        gnutls_free(list);
+    }
+    free(copy.data);
+    free_marks(&last, 1);
+    if (!newer)
+        return 0;
+    char *pem = text_take(&all);
+    if (pem == NULL) {
+        snprintf(why, WHY_SIZE, "%.150s: the CRL signed here last could not be read", path);
+        return -1;
+    }
+    *text = (gnutls_datum_t){(unsigned char *)pem, (unsigned int)strlen(pem)};
+    if (load_credentials(&sc->creds, o->key_file, o->cert_file, o->ca_file, why) < 0)
+        goto fail;
+    if (use_crls(sc->creds, text, path, why) < 0 || (*count = marks_of(path, text, marks, why)) < 0) {
+        gnutls_certificate_free_credentials(sc->creds);
+        goto fail;
+    }
+    return 1;
+fail:
+    free(pem);
+    *text = (gnutls_datum_t){NULL, 0};
+    return -1;
+}
+
 /* If crl.pem is not as it was when we last looked, load a new set and make
  * it current.  Failing closed: once a CRL has been in force, a crl.pem that
- * is missing, unreadable, or signed by no CA of ours (or half written)
- * changes nothing: the set loaded before stays, with its CRL.  Each state
- * of the file is tried once and logged once, not at every connection.
- * The accept loop calls this before each connection, and a worker before
- * its certificate check (use_current_credentials); reload_lock makes them
- * take turns. */
+ * is missing, unreadable, signed by no CA of ours (or half written), or
+ * behind a CRL in force changes nothing: the set loaded before stays, with
+ * its CRL; unless the CRL signed here last is newer than it
+ * (load_recorded_crl): then that one goes in force.  Each state of the file
+ * is tried once and logged once, not at every connection.  The accept loop
+ * calls this before each connection, and a worker before its certificate
+ * check (use_current_credentials); reload_lock makes them take turns. */
 static void reload_if_crl_changed(void)
 {
     const struct options *o = clients.opts;
     struct stat now;
-    char why[WHY_SIZE];
+    char why[WHY_SIZE], also[WHY_SIZE];
 
     pthread_mutex_lock(&clients.reload_lock);
     if (stat(o->crl_file, &now) < 0)
@@ -3963,17 +4046,34 @@ static void reload_if_crl_changed(void)
             gnutls_certificate_free_credentials(sc->creds);
             with_crl = -1;
         }
-        free(text.data);
-        if (with_crl < 0) {
+        int recorded = 0;
+        if (with_crl < 0 && sc) {
+            free(text.data);
+            text.data = NULL;
+            recorded = load_recorded_crl(o, sc, marks, &count, &text, also);
+        }
+        if (recorded == 1) {
+            with_crl = 1;
+            log_say("%s changed, but %s; the CRL signed here last (%s.lock) is newer than the "
+                    "one in force, and takes its place: put the newest crl.pem back",
+                    o->crl_file, why, o->crl_file);
+        } else if (with_crl < 0) {
+            if (recorded < 0)
+                log_say("%s", also);
             log_say("%s changed, but %s: the credentials loaded before stay in force",
                     o->crl_file, sc ? why : strerror(ENOMEM));
+            free(text.data);
             free(sc);
         } else {
             log_say("%s changed: loading the credentials anew", o->crl_file);
+        }
+        if (with_crl >= 0) {
             clients.crl_in_force = with_crl;
             free_marks(clients.marks, clients.mark_count);
             memcpy(clients.marks, marks, sizeof marks[0] * (size_t)count);
             clients.mark_count = count;
+            free(clients.crl_text.data);
+            clients.crl_text = text;
             sc->users = 1;
             pthread_mutex_lock(&clients.lock);
             release_creds(clients.creds);
@@ -4454,6 +4554,8 @@ static void free_creds(void)
     clients.creds = NULL;
     free_marks(clients.marks, clients.mark_count);
     clients.mark_count = 0;
+    free(clients.crl_text.data);
+    clients.crl_text.data = NULL;
 }
 
 /* ======================= 13. Files, written whole, and text built whole === */

@@ -418,6 +418,24 @@ else
     fail "connected, then revoked, then the handshake: 403" "client: $said ${answer:0:300}" "$(cat "$work/revoke.out")"
 fi
 
+echo "# Part 2: a revocation is never lost, though an older crl.pem is put back before the server looks"
+# The server loaded crl.pem at the last connection.  ./server --revoke signs
+# a newer one (and keeps its copy in crl.pem.lock); then, before any
+# connection, an old backup of crl.pem is put back.  The server refuses the
+# backup (it goes back), and must not keep the set it had either: that one
+# predates the revocation.
+cp "$p2/crl.pem" "$work/crl-backup.pem"
+"$SERVER" --certs "$p2" --revoke "$carol2" >"$work/revoke2.out" 2>&1
+cp "$work/crl-backup.pem" "$p2/crl.pem.new" && mv "$p2/crl.pem.new" "$p2/crl.pem"
+expect "revoked, then an older crl.pem put back before the next connection: 403, revoked" 403 \
+    "it was revoked by its issuer" "${CAROL2[@]}" "$(url /authenticate)"
+log_has "  ... the log: crl.pem goes back, and the CRL signed here last takes its place" \
+    "^server: $p2/crl\\.pem changed, but .*goes back.*; the CRL signed here last \\($p2/crl\\.pem\\.lock\\) is newer"
+expect "  ... Alice, whom nobody revoked: welcome" 200 "$HELLO" "${ALICE2[@]}" "$(url /authenticate)"
+# the newest back in its place (its copy), for what follows
+cp "$p2/crl.pem.lock" "$p2/crl.pem.new" && mv "$p2/crl.pem.new" "$p2/crl.pem"
+expect "  ... the newest crl.pem back: still 403" 403 "it was revoked by its issuer" "${CAROL2[@]}" "$(url /authenticate)"
+
 [ -z "$cut_short_now" ] && body_cut_short
 
 if long; then
