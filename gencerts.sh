@@ -117,7 +117,7 @@ step "Server: a new $key_name key and a self-signed certificate for localhost, v
 # imports; ./server presents localhost_cert.pem whenever it is here.  Its own
 # name (OU) keeps it from looking self-issued next to its CA.  (Without
 # the explicit CA:FALSE, req -x509 -CA writes CA:TRUE, and Firefox refuses again.)
-step "Server: a $key_name key and a certificate for localhost alone, signed by server_cert.pem (CA:FALSE)" \
+step "Server: an $key_name key and a certificate for localhost alone, signed by server_cert.pem (CA:FALSE)" \
     openssl req -x509 -newkey "${key[@]}" -keyout localhost_key.pem -out localhost_cert.pem \
     -nodes -days 365 -subj "/CN=localhost/O=Client Certificate Demo/OU=This server" \
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \

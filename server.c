@@ -9,8 +9,7 @@
  *                      403 "Sorry Bob, ..."     certificate we don't trust,
  *                      401 "Sorry, but ..."     no certificate at all.
  *
- * This file does the same with GnuTLS and the C library.
- * Build and run:  make && ./server      Try it:  make test, or README.md.
+ * This file does the same with GnuTLS and the C library: make && ./server.
  *
  * WHERE EACH STEP OF THE TUTORIAL LIVES
  *   openssl req -x509 ... (the server's key, cert) gencerts.sh, "Server: a new"
@@ -33,14 +32,13 @@
  *     4. the answer, 5. the close), then a section for each step.
  *   BEYOND THE TUTORIAL (6 to 8): the alert a failed handshake ends with,
  *     the TLS policy, the revocation list (CRL).  The lesson points to each.
- *   PART 2 (A to F): the article the tutorial promised.  The server issues
- *     certificates to invited visitors and takes them back (--enroll).
+ *   PART 2 (A to F): the article the tutorial promised: the server issues
+ *     and revokes certificates (--enroll).
  *   THE MACHINERY (9 to 15): what express and Node did for the tutorial:
  *     deadlines, the log, HTTP, the accept loop, files, the command line,
  *     main.  9, 10 and 12: why a slow or hostile client can't do harm.
- * LEFT OUT: one request per connection (no keep-alive), HTTP/1.x only (no
- * HTTP/2), no session resumption (section 7 says why), no OCSP: the CRL
- * (section 8) is how a revocation reaches the server.
+ * LEFT OUT: keep-alive (one request per connection), HTTP/2, session
+ * resumption (section 7 says why), OCSP (the CRL is section 8).
  */
 
 #define _GNU_SOURCE     /* ppoll */
@@ -121,15 +119,16 @@ struct answer {
     bool head_only;
 };
 
-/* The steps, in the sections below: */
+/* The steps, in the sections below (1 and 5) and in the HTTP machinery (11): */
 static int start_session(const struct server *srv, struct connection *conn,
-                         gnutls_session_t *out);
-static int handshake(gnutls_session_t s, struct connection *conn);
+                         gnutls_session_t *out);                            /* section 1 */
+static int handshake(gnutls_session_t s, struct connection *conn);          /* section 1 */
 static int answer_request(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                          struct answer *ans);      /* reads the request, calls route() */
-static int send_response(gnutls_session_t s, struct connection *conn, const struct answer *ans);
-static void close_connection(gnutls_session_t s, struct connection *conn);
-static void free_answer(struct answer *ans);                    /* section 11 */
+                          struct answer *ans);        /* section 11: reads, calls route() */
+static int send_response(gnutls_session_t s, struct connection *conn,
+                         const struct answer *ans);                         /* section 11 */
+static void close_connection(gnutls_session_t s, struct connection *conn);  /* section 5 */
+static void free_answer(struct answer *ans);                                /* section 11 */
 /* ... and from the sections beyond the lesson: */
 static void set_deadline(struct connection *conn, int timeout_ms);          /* section 9 */
 static void tls_failure(gnutls_session_t s, struct connection *conn, const char *what,
@@ -156,10 +155,10 @@ static void serve_connection(const struct server *srv, gnutls_certificate_creden
     if (start_session(srv, &conn, &s) < 0 || handshake(s, &conn) < 0)
         goto close;
 
-    /* 2. The request: read it, and route it (app.get).  Section 2.
-     * 3. For /authenticate, the route checks the client's certificate
-     *    (req.client.authorized).  Section 3.
-     * 4. ... and picks the page (res.send), sent here.  Section 4. */
+    /* 2. The request: read (section 11), then routed (app.get).  Section 2.
+     * 3. The certificate check, for /authenticate: the route checks the
+     *    client's certificate (req.client.authorized).  Section 3.
+     * 4. The answer: the route picks the page (res.send), sent here.  Section 4. */
     if (answer_request(s, srv, &conn, &ans) < 0)
         goto close;
     int ret = send_response(s, &conn, &ans);
@@ -315,12 +314,13 @@ static int handshake(gnutls_session_t s, struct connection *conn)
  * reads the request by hand, as Node's http module did, and calls route(). */
 
 struct request;
-static bool path_is(const struct request *req, const char *path);
-static bool method_is(const struct request *req, const char *method);
-static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status);
-static void error_page(struct answer *ans, int status);
+static bool path_is(const struct request *req, const char *path);           /* section 11 */
+static bool method_is(const struct request *req, const char *method);       /* section 11 */
+static char *authenticate_page(gnutls_session_t s, struct connection *conn,
+                               int *status);                                /* section 4 */
+static void error_page(struct answer *ans, int status);                     /* section 11 */
 static bool part2_route(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                        const struct request *req, struct answer *ans);
+                        const struct request *req, struct answer *ans);     /* section F */
 
 static void route(gnutls_session_t s, const struct server *srv, struct connection *conn,
                   const struct request *req, struct answer *ans)
