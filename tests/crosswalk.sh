@@ -30,7 +30,7 @@ block() {
     [[ $1 == *.c ]] && is_c=1
     awk -v anchor="$2" -v is_c="$is_c" '
         first == 0 && index($0, anchor) == 1 { first = NR }
-        first && is_c && /\);$/ && !opened { first = 0; next }    # a prototype, not the block
+        first && is_c && /\);[ \t]*(\/\*.*\*\/)?[ \t]*$/ && !opened { first = 0; next }  # a prototype
         first && is_c && $0 == "{" { opened = 1 }
         first && (is_c ? $0 == "}" : $0 !~ /\\$/) { print first, NR; found = 1; exit }
         END { if (!found) print 0, 0 }' "$1"
