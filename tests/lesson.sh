@@ -127,9 +127,10 @@ done < <(head -n "$end" server.c | awk '
 # (e) No function of part 2 is named in part 1 but part2_route.
 p2_from=$(grep -nE '^/\*.*PART 2.*\*/$' server.c | head -n 1 | cut -d: -f1)
 p2_to=$(grep -nE '^/\*.*MACHINERY.*\*/$' server.c | head -n 1 | cut -d: -f1)
-named=$(sed -n "${p2_from:-1},${p2_to:-1}p" server.c |
-    sed -nE 's/^static [^(=]*[ *]([a-z_0-9]+)\(.*[^;]$/\1/p' | sort -u | grep -vx part2_route |
-    while read -r fn; do head -n "$end" server.c | grep -qE -- "\b$fn\(" && echo "$fn"; done)
+named=$(comm -12 \
+    <(sed -n "${p2_from:-1},${p2_to:-1}p" server.c |
+        sed -nE 's/^static [^(=]*[ *]([a-z_0-9]+)\(.*[^;]$/\1/p' | sort -u | grep -vx part2_route) \
+    <(head -n "$end" server.c | grep -oE '\b[a-z_0-9]+\(' | tr -d '(' | sort -u))
 [ -n "$p2_from" ] && [ -z "$named" ]
 check "server.c: part 1 names no function of part 2 but part2_route" $? "named: ${named//$'\n'/, }"
 
