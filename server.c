@@ -3939,10 +3939,15 @@ static int load_first_creds(const struct options *o)
     return 0;
 }
 
+/* The same file, as it was: its inode, size, and times.  The change time
+ * too: an old crl.pem put back by a rename (a hard-linked backup, or cp -p
+ * onto a reused inode) can have its old inode, size and mtime, but a rename
+ * or a new link sets its ctime. */
 static bool same_file_state(const struct stat *a, const struct stat *b)
 {
     return a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
 /*
@@ -3960,13 +3965,23 @@ static int load_recorded_crl(const struct options *o, struct shared_creds *sc,
 {
     char path[PATH_MAX + 8];
     struct crl_mark last;
-    bool newer = true;
+    bool newer = true, drops = false;
     if (!recorded_mark(o->crl_file, &last))
         return 0;
     for (int i = 0; i < clients.mark_count; i++)
-        if (memcmp(clients.marks[i].issuer, last.issuer, sizeof last.issuer) == 0)
+        if (memcmp(clients.marks[i].issuer, last.issuer, sizeof last.issuer) == 0) {
             newer = older(&clients.marks[i], &last);
-    /* its PEM, then those of the CRLs in force of other issuers */
+            drops = newer && drops_an_entry(&clients.marks[i], &last);
+        }
+    if (drops) {        /* an old copy put back: it would un-revoke */
+        free_marks(&last, 1);
+        snprintf(why, WHY_SIZE, "%.150s.lock drops an entry of the CRL in force: not used",
+                 o->crl_file);
+        return -1;
+    }
+    /* the CRLs in force of other issuers, then its PEM, last (an outside
+     * test under LeakSanitizer saw GnuTLS 3.7.9 leak the CRLs that came
+     * after one it refused) */
     struct text all = {NULL, 0, 0, false};
     gnutls_datum_t copy = {NULL, 0};
     gnutls_x509_crl_t *list = NULL;
@@ -3974,7 +3989,6 @@ static int load_recorded_crl(const struct options *o, struct shared_creds *sc,
     struct stat st;
     snprintf(path, sizeof path, "%s.lock", o->crl_file);
     if (newer && read_whole_file(path, &copy, &st) == 0) {
-        text_add(&all, "%.*s", (int)copy.size, (const char *)copy.data);
         if (clients.crl_text.data &&
             gnutls_x509_crl_list_import2(&list, &n, &clients.crl_text, GNUTLS_X509_FMT_PEM, 0) < 0)
             all.failed = true;
@@ -3992,6 +4006,7 @@ static int load_recorded_crl(const struct options *o, struct shared_creds *sc,
             gnutls_x509_crl_deinit(list[i]);
         }
         gnutls_free(list);
+        text_add(&all, "%.*s", (int)copy.size, (const char *)copy.data);
     }
     free(copy.data);
     free_marks(&last, 1);
@@ -4993,6 +5008,14 @@ static int parse_options(int argc, char **argv, struct options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "server: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    if (o->invite_name && o->invite_name[0] == '-') {
+        fprintf(stderr, "server: --invite wants a name, not the flag '%s'\n", o->invite_name);
+        return -1;
+    }
+    if (o->invite_name && o->port == 0) {
+        fprintf(stderr, "server: --invite prints a link to the server's --port; 0 is none\n");
         return -1;
     }
     if ((o->invite_name != NULL) + (o->revoke_serial != NULL) + o->renew_crl + o->enroll > 1) {

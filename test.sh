@@ -1211,6 +1211,10 @@ refuses "an empty value"               2 "--crl needs a value, not ''" "$SERVER"
 refuses "--revoke twice (one would be lost)" 2 "--revoke is given twice" \
     "$SERVER" --certs "$certs" --revoke 03 --revoke 04
 refuses "--invite twice"               2 "--invite is given twice" "$SERVER" --certs "$certs" --invite A --invite B
+refuses "--invite with a flag for a name" 2 "--invite wants a name, not the flag '--enroll'" \
+    "$SERVER" --certs "$certs" --invite --enroll
+refuses "--invite with --port 0"       2 "--invite prints a link to the server's --port" \
+    "$SERVER" --certs "$certs" --invite Ann --port 0
 
 echo "# the lesson's shape: part 1 in 550 lines, the story first, the header's map (tests/lesson.sh)"
 while IFS= read -r line; do

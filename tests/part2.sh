@@ -435,6 +435,36 @@ expect "  ... Alice, whom nobody revoked: welcome" 200 "$HELLO" "${ALICE2[@]}" "
 # the newest back in its place (its copy), for what follows
 cp "$p2/crl.pem.lock" "$p2/crl.pem.new" && mv "$p2/crl.pem.new" "$p2/crl.pem"
 expect "  ... the newest crl.pem back: still 403" 403 "it was revoked by its issuer" "${LONGDN[@]}" "$(url /authenticate)"
+# our_cert STEM SERIAL: a certificate our CA signs by hand (no account's), ECDSA
+our_cert() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/$1_key.pem" \
+        -subj "/CN=$1" 2>/dev/null |
+        openssl x509 -req -CA "$p2/server_cert.pem" -CAkey "$p2/server_key.pem" -set_serial "0x$2" \
+            -days 1 -out "$work/$1_cert.pem" 2>/dev/null
+}
+our_cert dee 5A5A01
+our_cert eff 5A5A02
+DEE=(--cert "$work/dee_cert.pem" --key "$work/dee_key.pem")
+EFF=(--cert "$work/eff_cert.pem" --key "$work/eff_key.pem")
+expect "two more of our CA's certificates, before: welcome" 200 "Hello dee" "${DEE[@]}" "$(url /authenticate)"
+# a hard-linked backup put back by a rename keeps its inode, size and mtime
+ln "$p2/crl.pem" "$work/crl-linked.pem"
+"$SERVER" --certs "$p2" --revoke 5A5A01 >"$work/revoke3.out" 2>&1
+mv "$work/crl-linked.pem" "$p2/crl.pem"
+expect "revoked, then a hard-linked backup of crl.pem put back (same inode, size, mtime): 403" 403 \
+    "it was revoked by its issuer" "${DEE[@]}" "$(url /authenticate)"
+# crl.pem.lock put back from the same old backup must not un-revoke either
+cp "$p2/crl.pem.lock" "$work/lock-newest.pem"
+cp "$work/crl-backup.pem" "$p2/crl.pem.lock"
+cp "$work/crl-backup.pem" "$p2/crl.pem.new" && mv "$p2/crl.pem.new" "$p2/crl.pem"
+expect "an old crl.pem and an old crl.pem.lock put back: still 403" 403 "it was revoked by its issuer" \
+    "${DEE[@]}" "$(url /authenticate)"
+expect "  ... and the long DN's: still 403" 403 "it was revoked by its issuer" "${LONGDN[@]}" "$(url /authenticate)"
+expect "  ... and one nobody revoked: welcome" 200 "Hello eff" "${EFF[@]}" "$(url /authenticate)"
+# the newest back, for what follows
+cp "$work/lock-newest.pem" "$p2/crl.pem.lock"
+cp "$work/lock-newest.pem" "$p2/crl.pem.new" && mv "$p2/crl.pem.new" "$p2/crl.pem"
+expect "  ... the newest back: still 403" 403 "it was revoked by its issuer" "${DEE[@]}" "$(url /authenticate)"
 
 
 if long; then
