@@ -819,6 +819,7 @@ fail:
 
 /* What part 2 uses from the machinery: */
 static void log_escape(char *out, size_t cap, const char *text, size_t len);
+static void log_say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 static size_t utf8_length(const unsigned char *s, size_t n);
 static bool deceptive(const unsigned char *s, size_t len);
 static unsigned code_point(const unsigned char *s, size_t len);
@@ -843,7 +844,7 @@ struct crl_mark {               /* a CRL's issuer, number and entries (section 1
 static int mark_of(gnutls_x509_crl_t crl, struct crl_mark *mark, bool with_entries);
 static bool older(const struct crl_mark *a, const struct crl_mark *b);
 static bool recorded_mark(const char *crl_file, struct crl_mark *mark);
-static void record_crl(const char *crl_file, const gnutls_datum_t *pem);
+static int record_crl(const char *crl_file, const gnutls_datum_t *pem, char *why);
 static void free_marks(struct crl_mark *marks, int n);
 static bool goes_back(const char *file, const struct crl_mark *kept, const struct crl_mark *marks,
                       int n, char *why);
@@ -1410,7 +1411,16 @@ static int sign_crl_once(const struct options *o, const struct issuer *ca,
     }
     if (write_file(o->crl_file, all.s, all.len, 0644, why) < 0)
         goto out;
-    record_crl(o->crl_file, &pem);
+    char no_copy[WHY_SIZE];
+    if (record_crl(o->crl_file, &pem, no_copy) < 0) {
+        if (conn)
+            log_say("%s is signed anew, but its copy is not kept: %s; until it is, an "
+                    "older crl.pem put back would undo this revocation", o->crl_file, no_copy);
+        else
+            fprintf(stderr, "server: %s is signed anew, but its copy is not kept: %s; until it "
+                            "is, an older crl.pem put back would undo this revocation\n",
+                    o->crl_file, no_copy);
+    }
     result = serial ? 1 : 0;
 out:
     free_marks(&was, 1);
@@ -3659,6 +3669,7 @@ static struct {
     const struct options *opts;     /* where crl.pem is */
     pthread_mutex_t reload_lock;    /* one reload at a time; guards the two below */
     struct stat crl_seen;           /* crl.pem as it was when last looked at */
+    struct stat lock_seen;          /* and crl.pem.lock, the copy of the last CRL signed here */
     bool crl_in_force;              /* the current set has a CRL: one is required from now on */
     struct crl_mark marks[MAX_CRLS];    /* the CRLs in force: none may go back (below) */
     int mark_count;
@@ -3776,13 +3787,14 @@ static bool recorded_mark(const char *crl_file, struct crl_mark *mark)
     return found;
 }
 
-static void record_crl(const char *crl_file, const gnutls_datum_t *pem)
+/* The copy of the CRL just signed, in crl.pem.lock.  The revocation is in
+ * crl.pem already; without its copy, an old crl.pem put back would undo it
+ * on a running server (reload_if_crl_changed): so a failure is said. */
+static int record_crl(const char *crl_file, const gnutls_datum_t *pem, char *why)
 {
-    char path[PATH_MAX + 8], why[WHY_SIZE];
+    char path[PATH_MAX + 8];
     snprintf(path, sizeof path, "%s.lock", crl_file);
-    if (write_file(path, pem->data, pem->size, 0600, why) < 0) {
-        /* the CRL itself is written: a record left behind only checks less */
-    }
+    return write_file(path, pem->data, pem->size, 0600, why);
 }
 
 /* The marks of the CRLs in data, the text of file: how many, or -1 with why. */
@@ -3936,6 +3948,10 @@ static int load_first_creds(const struct options *o)
     clients.crl_text = text;
     if (stat(o->crl_file, &clients.crl_seen) < 0)
         memset(&clients.crl_seen, 0, sizeof clients.crl_seen);
+    char lock_path[PATH_MAX + 8];
+    snprintf(lock_path, sizeof lock_path, "%s.lock", o->crl_file);
+    if (stat(lock_path, &clients.lock_seen) < 0)
+        memset(&clients.lock_seen, 0, sizeof clients.lock_seen);
     return 0;
 }
 
@@ -4046,11 +4062,20 @@ static void reload_if_crl_changed(void)
     struct stat now;
     char why[WHY_SIZE], also[WHY_SIZE];
 
+    char lock_path[PATH_MAX + 8];
+    struct stat lock_now;
+    snprintf(lock_path, sizeof lock_path, "%s.lock", o->crl_file);
     pthread_mutex_lock(&clients.reload_lock);
     if (stat(o->crl_file, &now) < 0)
         memset(&now, 0, sizeof now);
-    if (!same_file_state(&now, &clients.crl_seen)) {
+    if (stat(lock_path, &lock_now) < 0)
+        memset(&lock_now, 0, sizeof lock_now);
+    /* the copy too: it is written just after crl.pem, and an old crl.pem
+     * put back in between must still give way to it */
+    if (!same_file_state(&now, &clients.crl_seen) ||
+        !same_file_state(&lock_now, &clients.lock_seen)) {
         clients.crl_seen = now;
+        clients.lock_seen = lock_now;
         struct crl_mark marks[MAX_CRLS];
         int count = 0;
         struct shared_creds *sc = calloc(1, sizeof *sc);

@@ -465,6 +465,19 @@ expect "  ... and one nobody revoked: welcome" 200 "Hello eff" "${EFF[@]}" "$(ur
 cp "$work/lock-newest.pem" "$p2/crl.pem.lock"
 cp "$work/lock-newest.pem" "$p2/crl.pem.new" && mv "$p2/crl.pem.new" "$p2/crl.pem"
 expect "  ... the newest back: still 403" 403 "it was revoked by its issuer" "${DEE[@]}" "$(url /authenticate)"
+# the copy can't be written (a folder in its place): --revoke says so
+mv "$p2/crl.pem.lock" "$work/lock-aside.pem"
+mkdir "$p2/crl.pem.lock"
+"$SERVER" --certs "$p2" --revoke 5A5A02 >"$work/revoke4.out" 2>&1
+status=$?
+rmdir "$p2/crl.pem.lock"
+mv "$work/lock-aside.pem" "$p2/crl.pem.lock"
+if [ "$status" = 0 ] && grep -q "^server: $p2/crl.pem is signed anew, but its copy is not kept: cannot write $p2/crl.pem.lock: Is a directory; until it is, an older crl.pem put back would undo this revocation\$" "$work/revoke4.out"; then
+    ok "--revoke with crl.pem.lock unwritable: revoked, and it says the copy is not kept"
+else
+    fail "--revoke with crl.pem.lock unwritable: says the copy is not kept" "exit $status: $(cat "$work/revoke4.out")"
+fi
+expect "  ... and in force at the next connection: 403" 403 "it was revoked by its issuer" "${EFF[@]}" "$(url /authenticate)"
 
 
 if long; then
