@@ -4506,17 +4506,25 @@ static void pause_after(const char *what)
     nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
 }
 
-static int accept_loop(const struct server *srv)
+/* The slots and the workers' pipe, made before the server says it
+ * listens: a test that counts its descriptors from then on counts them. */
+static int make_slots(const struct options *o)
 {
-    clients.count = srv->opts->max_clients;
+    clients.count = o->max_clients;
     clients.slots = calloc((size_t)clients.count, sizeof *clients.slots);
     if (clients.slots == NULL || pipe2(clients.done_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
         fprintf(stderr, "server: %s\n", strerror(errno ? errno : ENOMEM));
         free(clients.slots);
+        clients.slots = NULL;
         return -1;
     }
     for (int i = 0; i < clients.count; i++)
         pthread_cond_init(&clients.slots[i].work, NULL);
+    return 0;
+}
+
+static int accept_loop(const struct server *srv)
+{
     /* a newcomer accepted while every slot was taken, until one is free */
     struct newcomer {
         int fd;
@@ -4581,10 +4589,17 @@ static int accept_loop(const struct server *srv)
     if (clients.refused_unlogged > 0)
         log_say("%lu more connections refused at once (--max-per-address), not logged",
                 clients.refused_unlogged);
+    return 0;
+}
+
+static void free_slots(void)
+{
+    if (clients.slots == NULL)
+        return;
     close(clients.done_pipe[0]);
     close(clients.done_pipe[1]);
     free(clients.slots);
-    return 0;
+    clients.slots = NULL;
 }
 
 static void free_creds(void)
@@ -5117,8 +5132,9 @@ int main(int argc, char **argv)
     srv.opts = &opt;
     srv.reject_unauthorized = opt.reject_unauthorized;
     if ((opt.enroll && load_issuer(&opt, &ca) < 0) || load_first_creds(&opt) < 0 ||
-        load_priorities(&srv) < 0 || install_signal_handlers() < 0 ||
+        load_priorities(&srv) < 0 || install_signal_handlers() < 0 || make_slots(&opt) < 0 ||
         (srv.listen_fd = open_listener(opt.port, &port)) < 0) {
+        free_slots();
         free_creds();
         free_server(&srv);
         free_issuer(&ca);
@@ -5136,6 +5152,7 @@ int main(int argc, char **argv)
     int status = log_start() < 0 || accept_loop(&srv) < 0 ? 1 : 0;
     log_say("stopped");
     log_stop();
+    free_slots();
     free_creds();
     free_server(&srv);
     free_issuer(&ca);
