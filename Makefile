@@ -79,7 +79,7 @@ server-asan: server.c
 asan: server-asan tests/tlsclient
 	LONG=1 SERVER=./server-asan ./test.sh
 
-# ThreadSanitizer: every connection is served by a worker thread (server.c, section 12)
+# ThreadSanitizer: every connection is served by a worker thread (server.c, section 13)
 server-tsan: server.c
 	$(CC) $(CPPFLAGS) -g -O1 -fsanitize=thread $(WARNINGS) -pthread $(GNUTLS_CFLAGS) -o $@ server.c $(LDFLAGS) $(GNUTLS_LIBS)
 

@@ -22,7 +22,7 @@
  *   req.client.authorized                          section 3, check_client_certificate
  *   req.connection.getPeerCertificate()            section 3, read_names
  *   the three res.send(...) pages: 200, 403, 401   section 4, greeting
- *   https.createServer(opts, app).listen(9999)     section 12, open_listener, accept_loop
+ *   https.createServer(opts, app).listen(9999)     section 13, open_listener, accept_loop
  *   curl --cert alice.p12 ... (and bob.p12)        README.md, "Two commands"; test.sh
  *   importing alice.p12 into a browser             README.md, "Try it in a browser"
  *
@@ -30,15 +30,15 @@
  *   THE LESSON, to the next banner: the story of one connection in five
  *     steps (1. the handshake, 2. the request, 3. the certificate check,
  *     4. the answer, 5. the close), then a section for each step.
- *   BEYOND THE TUTORIAL (6 to 8): the alert a failed handshake ends with,
+ *   BEYOND THE TUTORIAL (6 to 9): the alert a failed handshake ends with,
  *     the TLS policy, the revocation list (CRL).  The lesson points to each.
  *   PART 2 (A to F): the article the tutorial promised: the server issues
  *     and revokes certificates (--enroll).
- *   THE MACHINERY (9 to 15): what express and Node did for the tutorial:
+ *   THE MACHINERY (10 to 17): what express and Node did for the tutorial:
  *     deadlines, the log, HTTP, the accept loop, files, the command line,
- *     main.  9, 10 and 12: why a slow or hostile client can't do harm.
+ *     main.  10, 11 and 13: why a slow or hostile client can't do harm.
  * LEFT OUT: keep-alive (one request per connection), HTTP/2, session
- * resumption (section 7 says why), OCSP (the CRL is section 8).
+ * resumption (section 8 says why), OCSP (the CRL is section 9).
  */
 
 #define _GNU_SOURCE     /* ppoll */
@@ -76,7 +76,7 @@
 #include <gnutls/pkcs12.h>
 #include <gnutls/x509.h>
 
-#define DEFAULT_PORT 9999   /* the tutorial's listen(9999); other defaults: section 14 */
+#define DEFAULT_PORT 9999   /* the tutorial's listen(9999); other defaults: section 16 */
 #define WHY_SIZE 256        /* an error message: what failed, and why */
 
 /* ========================================================================== */
@@ -84,12 +84,12 @@
 /* ========================================================================== */
 
 /* What every connection shares, read-only.  The credentials are handed to
- * each connection apart: they are loaded anew when the CRL changes (section 8). */
+ * each connection apart: they are loaded anew when the CRL changes (section 9). */
 struct options;
 struct server {
-    const struct options *opts;         /* what the command line said (section 14) */
+    const struct options *opts;         /* what the command line said (section 16) */
     bool reject_unauthorized;           /* the tutorial's other choice (section 1) */
-    gnutls_priority_t priorities;       /* the TLS policy (section 7) */
+    gnutls_priority_t priorities;       /* the TLS policy (section 8) */
     int listen_fd;
     int timeout_ms;
 };
@@ -98,12 +98,12 @@ struct server {
 struct connection {
     int fd;
     gnutls_certificate_credentials_t creds;    /* opts, as loaded when it began */
-    struct shared_creds *newer_creds;   /* newer ones, for the check (section 12) */
+    struct shared_creds *newer_creds;   /* newer ones, for the check (section 13) */
     struct timespec deadline;   /* the whole exchange must end by then */
     unsigned long bytes_in;     /* how much the client sent us */
     char peer[INET6_ADDRSTRLEN];
     const char *tls_version;    /* "TLS1.3", once the handshake is done */
-    char request_line[160];     /* as sent, cut to fit, escaped (section 11) */
+    char request_line[160];     /* as sent, cut to fit, escaped (section 12) */
     int status;                 /* HTTP status sent, 0 if none */
     char note[640];             /* who the client is, or what went wrong */
 };
@@ -124,19 +124,19 @@ static int start_session(const struct server *srv, struct connection *conn,
                          gnutls_session_t *out);                            /* section 1 */
 static int handshake(gnutls_session_t s, struct connection *conn);          /* section 1 */
 static int answer_request(gnutls_session_t s, const struct server *srv, struct connection *conn,
-                          struct answer *ans);        /* section 11: reads, calls route() */
+                          struct answer *ans);        /* section 12: reads, calls route() */
 static int send_response(gnutls_session_t s, struct connection *conn,
-                         const struct answer *ans);                         /* section 11 */
+                         const struct answer *ans);                         /* section 12 */
 static void close_connection(gnutls_session_t s, struct connection *conn);  /* section 5 */
-static void free_answer(struct answer *ans);                                /* section 11 */
+static void free_answer(struct answer *ans);                                /* section 12 */
 /* ... and from the sections beyond the lesson: */
-static void set_deadline(struct connection *conn, int timeout_ms);          /* section 9 */
+static void set_deadline(struct connection *conn, int timeout_ms);          /* section 10 */
 static void tls_failure(gnutls_session_t s, struct connection *conn, const char *what,
-                        const char *why, int err);                          /* section 6 */
-static void release_newer_creds(struct connection *conn);                   /* section 12 */
+                        const char *why, int err);                          /* section 7 */
+static void release_newer_creds(struct connection *conn);                   /* section 13 */
 
 /* ======================= The story of one connection ====================== */
-/* Every connection the accept loop (section 12: listen(9999)) admits runs
+/* Every connection the accept loop (section 13: listen(9999)) admits runs
  * this, start to end, in a worker thread.  Step N is told in section N.  A
  * failure ends this connection only, in the log, and the next visitor is
  * served. */
@@ -148,14 +148,14 @@ static void serve_connection(const struct server *srv, gnutls_certificate_creden
     gnutls_session_t s = NULL;
 
     snprintf(conn.peer, sizeof conn.peer, "%s", peer);
-    set_deadline(&conn, srv->timeout_ms);   /* for the whole visit (section 9) */
+    set_deadline(&conn, srv->timeout_ms);   /* for the whole visit (section 10) */
 
     /* 1. The handshake: our key and certificate (opts), and a request for
      *    the client's certificate (requestCert).  Section 1. */
     if (start_session(srv, &conn, &s) < 0 || handshake(s, &conn) < 0)
         goto close;
 
-    /* 2. The request: read (section 11), then routed (app.get).  Section 2.
+    /* 2. The request: read (section 12), then routed (app.get).  Section 2.
      * 3. The certificate check, for /authenticate: the route checks the
      *    client's certificate (req.client.authorized).  Section 3.
      * 4. The answer: the route picks the page (res.send), sent here.  Section 4. */
@@ -172,17 +172,17 @@ close:
     free_answer(&ans);
     if (s)
         gnutls_deinit(s);
-    release_newer_creds(&conn);     /* section 12 */
+    release_newer_creds(&conn);     /* section 13 */
 }
 
 /* ======================= 1. The handshake ================================= */
 
-static int check_readable(const char *path, const char *what, char *why);  /* section 13 */
+static int check_readable(const char *path, const char *what, char *why);  /* section 14 */
 
 /* Tutorial: const opts = { key: ..., cert: ..., ca: [ server_cert.pem ] }.
  * We show localhost_*.pem when gencerts.sh made them (README, "Try it in a
  * browser", says why), else server_*.pem; the ca is server_cert.pem.  Loaded
- * at start-up, and again when crl.pem changes (section 8 adds the CRL). */
+ * at start-up, and again when crl.pem changes (section 9 adds the CRL). */
 static int load_credentials(gnutls_certificate_credentials_t *out, const char *key_file,
                             const char *cert_file, const char *ca_file, char *why)
 {
@@ -235,7 +235,7 @@ fail:
  *                               a certificate that does not verify fails it
  *                               too.  REQUIRE alone does not check trust:
  *                               Bob's self-signed certificate would pass.
- * Either failure ends the handshake with a TLS alert (section 6), before
+ * Either failure ends the handshake with a TLS alert (section 7), before
  * any page can be sent: the browser shows its own error, the "cryptic HTTPS
  * error message from the browser (ERR_BAD_SSL_CLIENT_AUTH_CERT to be
  * precise)" the tutorial avoids.
@@ -245,8 +245,8 @@ fail:
  * certificate is in the list".
  */
 static void use_deadline_transport(gnutls_session_t s, struct connection *conn,
-                                   int timeout_ms);                         /* section 9 */
-static void note(struct connection *conn, const char *format, ...)          /* section 10 */
+                                   int timeout_ms);                         /* section 10 */
+static void note(struct connection *conn, const char *format, ...)          /* section 11 */
     __attribute__((format(printf, 2, 3)));
 
 static int start_session(const struct server *srv, struct connection *conn,
@@ -273,7 +273,7 @@ static int start_session(const struct server *srv, struct connection *conn,
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
         gnutls_session_set_verify_cert2(s, &purpose, 1, 0);
     }
-    use_deadline_transport(s, conn, srv->timeout_ms);   /* section 9 */
+    use_deadline_transport(s, conn, srv->timeout_ms);   /* section 10 */
     *out = s;
     return 0;
 
@@ -284,7 +284,7 @@ fail:
     return -1;
 }
 
-static const char *cut_short(void);  /* stopping, or gave way to a newcomer (section 12) */
+static const char *cut_short(void);  /* stopping, or gave way to a newcomer (section 13) */
 
 /* The TLS handshake: the client's certificate, if any, arrives here. */
 static int handshake(gnutls_session_t s, struct connection *conn)
@@ -310,15 +310,15 @@ static int handshake(gnutls_session_t s, struct connection *conn)
 }
 
 /* ======================= 2. The request =================================== */
-/* Tutorial: app.get('/', ...) and app.get('/authenticate', ...).  Section 11
+/* Tutorial: app.get('/', ...) and app.get('/authenticate', ...).  Section 12
  * reads the request by hand, as Node's http module did, and calls route(). */
 
 struct request;
-static bool path_is(const struct request *req, const char *path);           /* section 11 */
-static bool method_is(const struct request *req, const char *method);       /* section 11 */
+static bool path_is(const struct request *req, const char *path);           /* section 12 */
+static bool method_is(const struct request *req, const char *method);       /* section 12 */
 static char *authenticate_page(gnutls_session_t s, struct connection *conn,
                                int *status);                                /* section 4 */
-static void error_page(struct answer *ans, int status);                     /* section 11 */
+static void error_page(struct answer *ans, int status);                     /* section 12 */
 static bool part2_route(gnutls_session_t s, const struct server *srv, struct connection *conn,
                         const struct request *req, struct answer *ans);     /* section F */
 
@@ -360,8 +360,8 @@ struct identity {
     char *log_reason;           /* the same in GnuTLS's words: the log */
 };
 
-static char *copy_datum(gnutls_datum_t *d);                                 /* section 13 */
-static void unescape_dn_value(char *s);                                     /* section 13 */
+static char *copy_datum(gnutls_datum_t *d);                                 /* section 14 */
+static void unescape_dn_value(char *s);                                     /* section 14 */
 
 enum dn_of { SUBJECT, ISSUER };
 
@@ -424,8 +424,8 @@ static int read_names(gnutls_session_t s, struct identity *id)
     return ret;
 }
 
-static int use_current_credentials(gnutls_session_t s, struct connection *conn); /* section 12 */
-static void explain_refusal(int ret, unsigned int status, struct identity *id); /* section 6 */
+static int use_current_credentials(gnutls_session_t s, struct connection *conn); /* section 13 */
+static void explain_refusal(int ret, unsigned int status, struct identity *id); /* section 7 */
 
 /* req.client.authorized.  Decide on the verification status, never on the
  * return value alone: a certificate from an unknown issuer verifies
@@ -444,7 +444,7 @@ static void check_client_certificate(gnutls_session_t s, struct connection *conn
 
     memset(id, 0, sizeof *id);
     /* the revocation list in force now, even if it changed since the
-     * handshake (section 12) */
+     * handshake (section 13) */
     int ret = use_current_credentials(s, conn);
     if (ret == 0)
         ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
@@ -467,10 +467,10 @@ static void check_client_certificate(gnutls_session_t s, struct connection *conn
 
 /* ======================= 4. The answer ==================================== */
 /* Tutorial: res.send(...), the three answers of app.get('/authenticate').
- * send_response (section 11) sends the page with its HTTP headers. */
+ * send_response (section 12) sends the page with its HTTP headers. */
 
-static char *html_escape(const char *s);                                    /* section 13 */
-static char *format_text(const char *fmt, ...)                              /* section 13 */
+static char *html_escape(const char *s);                                    /* section 14 */
+static char *format_text(const char *fmt, ...)                              /* section 14 */
     __attribute__((format(printf, 1, 2)));
 
 /* The page for what section 3 found, and its status (the tutorial's text
@@ -506,10 +506,10 @@ out:
     return page;    /* NULL: out of memory, and answer_request sends a 500 */
 }
 
-static void note_visitor(struct connection *conn, const struct identity *id); /* section 10 */
-static void free_identity(struct identity *id);                             /* section 13 */
+static void note_visitor(struct connection *conn, const struct identity *id); /* section 11 */
+static void free_identity(struct identity *id);                             /* section 14 */
 
-/* GET /authenticate: the check, its log note (section 10), the page. */
+/* GET /authenticate: the check, its log note (section 11), the page. */
 static char *authenticate_page(gnutls_session_t s, struct connection *conn, int *status)
 {
     struct identity id;
@@ -522,12 +522,12 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn, int 
 
 /* ======================= 5. The close ===================================== */
 
-static void linger_close(struct connection *conn);                          /* section 9 */
-static void log_connection(const struct connection *conn);                  /* section 10 */
+static void linger_close(struct connection *conn);                          /* section 10 */
+static void log_connection(const struct connection *conn);                  /* section 11 */
 
 /* After an answer, close_notify tells the client it is complete; SHUT_WR
  * does not wait for the client's own, since we close anyway.  Then the
- * connection's one line in the log, whatever became of it (section 10). */
+ * connection's one line in the log, whatever became of it (section 11). */
 static void close_connection(gnutls_session_t s, struct connection *conn)
 {
     if (conn->status != 0) {
@@ -546,7 +546,7 @@ static void close_connection(gnutls_session_t s, struct connection *conn)
 /*      BEYOND THE TUTORIAL: what part 1 does that the tutorial does not      */
 /* ========================================================================== */
 
-/* What ./server was told: the files behind opts, and the rest (section 14
+/* What ./server was told: the files behind opts, and the rest (section 16
  * fills them in). */
 struct options {
     int port;                    /* 0 = any free port (the tests use it) */
@@ -557,7 +557,7 @@ struct options {
     char crl_file[PATH_MAX];     /* certificates those CAs revoked */
     bool crl_required;           /* --crl given: the file must be there */
     bool reject_unauthorized;    /* the tutorial's other choice (section 1) */
-    int max_clients;             /* connections in flight at most (section 12) */
+    int max_clients;             /* connections in flight at most (section 13) */
     int max_per_address;         /* of those, from one address */
     /* Part 2: the server issues and revokes certificates */
     char certs_dir[PATH_MAX];    /* where invites/, accounts/ and issued/ are kept */
@@ -570,7 +570,7 @@ struct options {
     bool renew_crl;              /* --renew-crl */
 };
 
-/* ======================= 6. Saying why: alerts, and the 403's reason ====== */
+/* ======================= 7. Saying why: alerts, and the 403's reason ====== */
 /*
  * An alert is how TLS says "no".  When a handshake fails (a version we don't
  * speak, no cipher suite in common, a message that does not parse, a
@@ -581,7 +581,7 @@ struct options {
  * gnutls_alert_send_appropriate picks the alert GnuTLS maps the error to.
  * We send none when there is nobody left to tell: the client closed, reset
  * or sent its own alert, the deadline has passed, the server is stopping,
- * or the connection gave way to a newcomer (section 12).
+ * or the connection gave way to a newcomer (section 13).
  */
 
 /* "protocol_version": the alert's name as the RFCs write it. */
@@ -680,7 +680,7 @@ static void explain_refusal(int ret, unsigned int status, struct identity *id)
         id->log_reason[n - 1] = '\0';      /* GnuTLS ends its sentences with a space */
 }
 
-/* ======================= 7. The TLS policy ================================ */
+/* ======================= 8. The TLS policy ================================ */
 /*
  * TLS policy, beyond the tutorial:
  * - TLS 1.2 and 1.3 only: 1.0 and 1.1 are deprecated (RFC 8996), and GnuTLS
@@ -718,13 +718,13 @@ static int load_priorities(struct server *srv)
     return 0;
 }
 
-/* ======================= 8. Revocation: the CRL =========================== */
+/* ======================= 9. Revocation: the CRL =========================== */
 /*
  * A CA takes back certificates by listing them in a CRL; without it, a
  * revoked certificate would still be admitted.  gencerts.sh makes our CA's
  * first crl.pem; part 2 (section C) and ./server --revoke sign new ones.
  * When crl.pem changes, the accept loop, or a worker about to check a
- * certificate, loads the credentials anew with it (section 12), and that
+ * certificate, loads the credentials anew with it (section 13), and that
  * check, and every one after, uses the new list.
  */
 
@@ -749,7 +749,7 @@ static int use_crls(gnutls_certificate_credentials_t creds, gnutls_datum_t *text
 /* opts, and the CRL when there is one, or when one is required: crl_required
  * once a CRL has been in force, so that a lost crl.pem never switches
  * revocation off.  Returns 1 with a CRL (its text into *crl_text, for
- * section 12's checks; free it), 0 without one, or -1 with why[] naming the
+ * section 13's checks; free it), 0 without one, or -1 with why[] naming the
  * file. */
 static int load_credentials_and_crl(gnutls_certificate_credentials_t *out,
                                     const struct options *o, bool crl_required,
@@ -763,8 +763,8 @@ static int load_credentials_and_crl(gnutls_certificate_credentials_t *out,
         return 0;
     }
     /* read once, here: what GnuTLS checks with is then the very text
-     * section 12 checks against the lists in force, and a FIFO put in
-     * crl.pem's place can't hang us (read_whole_file, section 13) */
+     * section 13 checks against the lists in force, and a FIFO put in
+     * crl.pem's place can't hang us (read_whole_file, section 14) */
     struct stat st;
     if (read_whole_file(o->crl_file, crl_text, &st) < 0) {
         snprintf(why, WHY_SIZE, "cannot read the certificate revocation list %.150s: %s",
@@ -833,7 +833,7 @@ static int read_small_file(const char *path, char *buf, size_t cap);
 static int take_lock(int fd, const struct connection *conn);
 static int read_whole_file(const char *path, gnutls_datum_t *out, struct stat *st);
 static bool same_file_state(const struct stat *a, const struct stat *b);
-struct crl_mark {               /* a CRL's issuer, number and entries (section 12) */
+struct crl_mark {               /* a CRL's issuer, number and entries (section 13) */
     unsigned char issuer[32];
     unsigned char number[32];   /* big-endian, no leading zeros; none: 0 */
     size_t number_len;
@@ -849,7 +849,7 @@ static void free_marks(struct crl_mark *marks, int n);
 static bool goes_back(const char *file, const struct crl_mark *kept, const struct crl_mark *marks,
                       int n, char *why);
 static bool behind_the_crl_in_force(gnutls_x509_crl_t crl, const char *file, char *why);
-struct text {                   /* a page built piece by piece (section 13) */
+struct text {                   /* a page built piece by piece (section 14) */
     char *s;
     size_t len, cap;
     bool failed;
@@ -868,7 +868,7 @@ static char *text_take(struct text *t);
 #define MAX_REQUEST_HEAD  8192      /* request line + headers, in bytes */
 #define MAX_REQUEST_BODY  4096      /* part 2's forms: a code, a passphrase, a box */
 
-/* What the HTTP machinery (section 11) found in the request. */
+/* What the HTTP machinery (section 12) found in the request. */
 struct request {
     const char *method;
     size_t method_len;
@@ -882,7 +882,7 @@ struct request {
     bool transfer_encoding;     /* a Transfer-Encoding header (chunked) came */
     const char *host, *origin, *fetch_site;     /* header values, or NULL */
     size_t host_len, origin_len, fetch_site_len;
-    const char *body;           /* a POST's body, once read (section 11) */
+    const char *body;           /* a POST's body, once read (section 12) */
     size_t body_len;
 };
 
@@ -1136,9 +1136,9 @@ fail:
  * there stay as they are, openssl's reason codes too), and the CA signs it
  * again with the next CRL number and nextUpdate a year ahead.  CRLs of
  * other CAs in the same file are kept as they are.  The new file is written
- * aside and renamed over the old (section 13), so a reader sees the old
+ * aside and renamed over the old (section 14), so a reader sees the old
  * list or the new one, never half of one; the running server takes it up
- * at its next certificate check (section 12).
+ * at its next certificate check (section 13).
  *
  * Failing closed: a crl.pem that is missing or unreadable, or that holds
  * no CRL of our CA (or two), is not replaced by a new list, which would
@@ -1146,7 +1146,7 @@ fail:
  * message says why.  Nor does it go back: a crl.pem that is older than,
  * lacks, or drops an entry of the CRL in force or the last one signed here
  * (crl.pem.lock keeps a copy) is neither signed anew nor loaded (the
- * marks, section 12).  An entry already listed is not added twice, and
+ * marks, section 13).  An entry already listed is not added twice, and
  * the file is then left alone.
  *
  * Freshness: GnuTLS refuses a CRL whose nextUpdate has passed, and so does
@@ -1501,7 +1501,7 @@ struct account {
 
 /* A name becomes a certificate's CN and a page's heading: printable UTF-8,
  * 1 to 64 bytes, no space at either end, and nothing that hides or
- * rearranges what is shown (section 10's deceptive(): controls, direction
+ * rearranges what is shown (section 11's deceptive(): controls, direction
  * marks, and invisible characters such as U+200B and U+FEFF, with which
  * "\uFEFFAlice" would read as "Alice"), and no space of any kind at either
  * end ("Alice\u00A0" is not "Alice").  A name may still look like another
@@ -2452,16 +2452,16 @@ static bool part2_route(gnutls_session_t s, const struct server *srv, struct con
 /*       express and Node did for it.  Skip it on a first reading.            */
 /* ========================================================================== */
 /*
- * Except for listen(9999): section 12's first comment, then open_listener
+ * Except for listen(9999): section 13's first comment, then open_listener
  * and accept_loop.  The rest, in the order a connection meets it: its
  * deadline (9), its log line (10), its request (11), its thread (12), the
  * files part 2 writes (13), the command line (14), main (15).
  */
 
-/* ======================= 9. Deadlines: the transport ====================== */
+/* ======================= 10. Deadlines: the transport ====================== */
 /*
  * GnuTLS's own timeouts restart whenever a byte arrives, so a client that
- * dribbles one byte a second could hold a connection's thread (section 12)
+ * dribbles one byte a second could hold a connection's thread (section 13)
  * for minutes.  These functions move the bytes for GnuTLS and never wait past
  * the connection's deadline, whether reading or writing.
  */
@@ -2480,7 +2480,7 @@ static long ms_left(const struct connection *conn)
            (conn->deadline.tv_nsec - now.tv_nsec) / 1000000L;
 }
 
-/* Marks that make_room (section 12) goes by; no-ops outside a worker. */
+/* Marks that make_room (section 13) goes by; no-ops outside a worker. */
 static void mark_waiting(bool waiting);
 static void mark_replied(void);
 static void mark_finishing(void);
@@ -2489,7 +2489,7 @@ static void mark_finishing(void);
  * passes: 1 = ready, 0 = time is up, -1 with errno EINTR = the server cuts
  * the connection short (it is stopping, or gives the slot to a newcomer),
  * -1 with another errno = poll failed.  (Both also shut the socket down,
- * section 12, so a wait in progress ends at once.)  While it waits, the
+ * section 13, so a wait in progress ends at once.)  While it waits, the
  * connection is one a newcomer may take the place of. */
 static int wait_ready(struct connection *conn, short events, long limit_ms)
 {
@@ -2537,7 +2537,7 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size
  * that stops reading holds us until the deadline, no longer.
  * MSG_NOSIGNAL: a client that resets the connection makes sendmsg() fail
  * with EPIPE instead of raising SIGPIPE, which would kill the whole server
- * (main also ignores SIGPIPE, for the log's sake, section 10; the flag
+ * (main also ignores SIGPIPE, for the log's sake, section 11; the flag
  * keeps this function safe without that). */
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 {
@@ -2580,14 +2580,14 @@ static void use_deadline_transport(gnutls_session_t s, struct connection *conn, 
 static void linger_close(struct connection *conn)
 {
     char sink[4096];
-    mark_finishing();               /* a newcomer may take its slot now (section 12) */
+    mark_finishing();               /* a newcomer may take its slot now (section 13) */
     shutdown(conn->fd, SHUT_WR);
     while (!cut_short() && wait_ready(conn, POLLIN, 1000) == 1 &&
            recv(conn->fd, sink, sizeof sink, 0) > 0)
         continue;
 }
 
-/* ======================= 10. The log: one line per connection ============= */
+/* ======================= 11. The log: one line per connection ============= */
 /*
  * The log is this server's record of who got in, so nothing a client sends
  * may change its shape.  A certificate's CN is whatever its maker typed:
@@ -2926,7 +2926,7 @@ static void note_visitor(struct connection *conn, const struct identity *id)
         note(conn, "no client certificate");
 }
 
-/* ======================= 11. HTTP: the request, by hand =================== */
+/* ======================= 12. HTTP: the request, by hand =================== */
 /*
  * A minimal HTTP/1.1 server side (RFC 9112): read the request head (request
  * line and header fields, up to an empty line), check its form, find method
@@ -3538,7 +3538,7 @@ static void free_answer(struct answer *ans)
     free(ans->page);
 }
 
-/* ======================= 12. The listener and the accept loop ============= */
+/* ======================= 13. The listener and the accept loop ============= */
 /*
  * Tutorial: https.createServer(opts, app).listen(9999).  Like Node, we
  * listen on every address, IPv6 and IPv4 on one socket where the system has
@@ -3562,7 +3562,7 @@ static void free_answer(struct answer *ans)
  *   - the credentials (clients.creds): swapped under clients.lock when
  *     crl.pem changes, each set counted by its users;
  *   - the slots below, one per worker: under clients.lock;
- *   - the log: a queue that one log thread empties (section 10);
+ *   - the log: a queue that one log thread empties (section 11);
  *   - stop_requested: an atomic flag.
  * Bounds, so that concurrency is not a new way to exhaust the machine:
  *   --max-clients (64): connections in flight.  At the cap, one that
@@ -3581,7 +3581,7 @@ static void free_answer(struct answer *ans)
  * one place, and one that comes between the loop's look at stop_requested
  * and its wait is not lost: it ends the wait at once.  SIGPIPE is ignored
  * (main, before the log's first line): a write to a closed pipe (the log's,
- * section 10) fails with EPIPE instead.
+ * section 11) fails with EPIPE instead.
  */
 
 static atomic_int stop_requested;   /* SIGINT or SIGTERM came */
@@ -3590,7 +3590,7 @@ static atomic_int stop_requested;   /* SIGINT or SIGTERM came */
  * Revoking without a restart.  When crl.pem changes (an operator, or part 2,
  * revokes a certificate), the next connection must see it.  Adding a CRL to
  * credentials that other threads are verifying with is not safe in GnuTLS,
- * so a whole new set is loaded (section 8), by the accept loop or by a
+ * so a whole new set is loaded (section 9), by the accept loop or by a
  * worker about to check a certificate, and swapped in.  A running
  * connection checks its certificate against the newest set (section 3); a
  * set is freed when the last of its users is done.
@@ -4613,7 +4613,7 @@ static void free_creds(void)
     clients.crl_text.data = NULL;
 }
 
-/* ======================= 13. Files, written whole, and text built whole === */
+/* ======================= 14. Files, written whole, and text built whole === */
 /*
  * Part 2 keeps its records in files: invitations, accounts, certificates,
  * the CRL.  A file is written aside, flushed to disk, given its mode, and
@@ -4876,11 +4876,11 @@ static char *format_text(const char *fmt, ...)
     return s;
 }
 
-/* ======================= 14. The command line ============================= */
+/* ======================= 16. The command line ============================= */
 
 #define DEFAULT_CERTS_DIR "certs"   /* where gencerts.sh writes */
 #define DEFAULT_TIMEOUT_S 5         /* longest time one client may take */
-#define DEFAULT_MAX_CLIENTS 64      /* connections in flight (section 12 says why) */
+#define DEFAULT_MAX_CLIENTS 64      /* connections in flight (section 13 says why) */
 #define DEFAULT_MAX_PER_ADDRESS 8   /* of those, from one client address */
 #define DEFAULT_INVITE_HOURS 24     /* part 2: how long an invitation is good for */
 
@@ -5099,7 +5099,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 }
 
 
-/* ======================= 15. main() ======================================= */
+/* ======================= 17. main() ======================================= */
 
 static void free_server(struct server *srv)
 {
@@ -5125,7 +5125,7 @@ int main(int argc, char **argv)
     if (opt.revoke_serial || opt.renew_crl)
         return revoke_from_command_line(&opt);
 
-    /* before the first line of the log: a closed log pipe (section 10) */
+    /* before the first line of the log: a closed log pipe (section 11) */
     signal(SIGPIPE, SIG_IGN);
     struct issuer ca = {NULL, NULL};
     srv.timeout_ms = opt.timeout_s * 1000;
