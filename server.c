@@ -2458,7 +2458,7 @@ static bool part2_route(gnutls_session_t s, const struct server *srv, struct con
  * files part 2 writes (13), the command line (14), main (15).
  */
 
-/* ======================= 10. Deadlines: the transport ====================== */
+/* ======================= 10. Deadlines: the transport ===================== */
 /*
  * GnuTLS's own timeouts restart whenever a byte arrives, so a client that
  * dribbles one byte a second could hold a connection's thread (section 13)
