@@ -19,6 +19,7 @@
  *   const opts = { key, cert, ca }                 section 1, load_credentials
  *   requestCert: true, rejectUnauthorized: false   section 1, start_session
  *   app.get('/'), app.get('/authenticate')         section 2, route
+ *   "because we advertise it using the list"       section 6, record_handshake_message
  *   req.client.authorized                          section 3, check_client_certificate
  *   req.connection.getPeerCertificate()            section 3, read_names
  *   the three res.send(...) pages: 200, 403, 401   section 4, greeting
@@ -30,8 +31,8 @@
  *   THE LESSON, to the next banner: the story of one connection in five
  *     steps (1. the handshake, 2. the request, 3. the certificate check,
  *     4. the answer, 5. the close), then a section for each step.
- *   BEYOND THE TUTORIAL (6 to 9): the alert a failed handshake ends with,
- *     the TLS policy, the revocation list (CRL).  The lesson points to each.
+ *   BEYOND THE TUTORIAL (6 to 9): GET /handshake, the lesson made visible;
+ *     the alert a failed handshake ends with; the TLS policy; the CRL.
  *   PART 2 (A to F): the article the tutorial promised: the server issues
  *     and revokes certificates (--enroll).
  *   THE MACHINERY (10 to 17): what express and Node did for the tutorial:
@@ -106,6 +107,7 @@ struct connection {
     char request_line[160];     /* as sent, cut to fit, escaped (section 12) */
     int status;                 /* HTTP status sent, 0 if none */
     char note[640];             /* who the client is, or what went wrong */
+    struct handshake_record *record;    /* its messages, for GET /handshake (section 6) */
 };
 
 /* The answer to send: an HTML page, or a file to download. */
@@ -115,11 +117,11 @@ struct answer {
     size_t page_len;            /* 0: strlen(page) */
     const char *content_type;   /* NULL: text/html */
     char disposition[128];      /* Content-Disposition, if any */
-    const char *allow;          /* the Allow header of a 405 */
+    const char *allow, *vary;   /* the Allow header of a 405; Vary */
     bool head_only;
 };
 
-/* The steps, in the sections below (1 and 5) and in the HTTP machinery (11): */
+/* The steps, in the sections below (1 and 5) and in the HTTP machinery (12): */
 static int start_session(const struct server *srv, struct connection *conn,
                          gnutls_session_t *out);                            /* section 1 */
 static int handshake(gnutls_session_t s, struct connection *conn);          /* section 1 */
@@ -134,6 +136,7 @@ static void set_deadline(struct connection *conn, int timeout_ms);          /* s
 static void tls_failure(gnutls_session_t s, struct connection *conn, const char *what,
                         const char *why, int err);                          /* section 7 */
 static void release_newer_creds(struct connection *conn);                   /* section 13 */
+static void free_record(struct connection *conn);                           /* section 6 */
 
 /* ======================= The story of one connection ====================== */
 /* Every connection the accept loop (section 13: listen(9999)) admits runs
@@ -173,6 +176,7 @@ close:
     if (s)
         gnutls_deinit(s);
     release_newer_creds(&conn);     /* section 13 */
+    free_record(&conn);             /* section 6 */
 }
 
 /* ======================= 1. The handshake ================================= */
@@ -242,12 +246,17 @@ fail:
  *
  * Either way, the request carries the names of our trusted CAs, and a
  * browser offers only certificates from them: the tutorial's "only Alice's
- * certificate is in the list".
+ * certificate is in the list".  GET /handshake shows the list we sent.
  */
 static void use_deadline_transport(gnutls_session_t s, struct connection *conn,
                                    int timeout_ms);                         /* section 10 */
 static void note(struct connection *conn, const char *format, ...)          /* section 11 */
     __attribute__((format(printf, 2, 3)));
+static void record_handshake(gnutls_session_t s, struct connection *conn);  /* section 6 */
+
+/* What a client's certificate must be made for (section 3 says why). */
+static gnutls_typed_vdata_st tls_client_purpose = {
+    .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT};
 
 static int start_session(const struct server *srv, struct connection *conn,
                          gnutls_session_t *out)
@@ -266,14 +275,11 @@ static int start_session(const struct server *srv, struct connection *conn,
     if (!srv->reject_unauthorized) {
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
     } else {
-        static gnutls_typed_vdata_st purpose = {
-            .type = GNUTLS_DT_KEY_PURPOSE_OID,
-            .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
-        };
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
-        gnutls_session_set_verify_cert2(s, &purpose, 1, 0);
+        gnutls_session_set_verify_cert2(s, &tls_client_purpose, 1, 0);
     }
     use_deadline_transport(s, conn, srv->timeout_ms);   /* section 10 */
+    record_handshake(s, conn);      /* for GET /handshake: section 6 */
     *out = s;
     return 0;
 
@@ -294,9 +300,8 @@ static int handshake(gnutls_session_t s, struct connection *conn)
         ret = gnutls_handshake(s);
     } while (ret < 0 && !gnutls_error_is_fatal(ret) && !cut_short());
     if (ret == GNUTLS_E_PREMATURE_TERMINATION && !cut_short()) {
-        /* Not a failure: browsers open spare connections ahead of need and
-         * close the ones they don't use, some before a word, some after
-         * their ClientHello.  GnuTLS calls it "non-properly terminated". */
+        /* Not a failure ("non-properly terminated"): browsers open spare
+         * connections, and close unused ones before or after a ClientHello. */
         note(conn, conn->bytes_in == 0 ? "closed before a handshake began"
                                        : "the client left during the handshake");
         return -1;
@@ -321,6 +326,9 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn,
 static void error_page(struct answer *ans, int status);                     /* section 12 */
 static bool part2_route(gnutls_session_t s, const struct server *srv, struct connection *conn,
                         const struct request *req, struct answer *ans);     /* section F */
+static void handshake_page(gnutls_session_t s, struct connection *conn,
+                           const struct request *req, struct answer *ans);  /* section 15 */
+static char *with_handshake_link(char *page);                               /* section 15 */
 
 static void route(gnutls_session_t s, const struct server *srv, struct connection *conn,
                   const struct request *req, struct answer *ans)
@@ -331,10 +339,13 @@ static void route(gnutls_session_t s, const struct server *srv, struct connectio
         return;                     /* part 2's pages, under --enroll: section F */
     if (get && path_is(req, "/")) {
         ans->status = 200;          /* the landing page: unprotected, for everyone */
-        ans->page = strdup("<a href=\"authenticate\">Log in using client certificate</a>");
+        ans->page = with_handshake_link(strdup("<a href=\"authenticate\">Log in using "
+                                               "client certificate</a>"));  /* section 15 */
     } else if (get && path_is(req, "/authenticate")) {
         ans->page = authenticate_page(s, conn, &ans->status);   /* sections 3 and 4 */
-    } else if (path_is(req, "/") || path_is(req, "/authenticate")) {
+    } else if (get && path_is(req, "/handshake")) {
+        handshake_page(s, conn, req, ans);  /* this connection's handshake: section 15 */
+    } else if (path_is(req, "/") || path_is(req, "/authenticate") || path_is(req, "/handshake")) {
         ans->allow = "GET, HEAD";
         error_page(ans, 405);
     } else {
@@ -362,7 +373,6 @@ struct identity {
 
 static char *copy_datum(gnutls_datum_t *d);                                 /* section 14 */
 static void unescape_dn_value(char *s);                                     /* section 14 */
-
 enum dn_of { SUBJECT, ISSUER };
 
 /* cert.subject.CN or cert.issuer.CN, whatever its length: ask for the size
@@ -436,18 +446,12 @@ static void explain_refusal(int ret, unsigned int status, struct identity *id); 
 static void check_client_certificate(gnutls_session_t s, struct connection *conn,
                                      struct identity *id)
 {
-    gnutls_typed_vdata_st purpose = {
-        .type = GNUTLS_DT_KEY_PURPOSE_OID,
-        .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
-    };
     unsigned int status = GNUTLS_CERT_INVALID;
 
     memset(id, 0, sizeof *id);
-    /* the revocation list in force now, even if it changed since the
-     * handshake (section 13) */
-    int ret = use_current_credentials(s, conn);
+    int ret = use_current_credentials(s, conn); /* the CRL in force now: section 13 */
     if (ret == 0)
-        ret = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
+        ret = gnutls_certificate_verify_peers(s, &tls_client_purpose, 1, &status);
     if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
         return;                                 /* no certificate at all */
     id->presented = true;
@@ -517,7 +521,7 @@ static char *authenticate_page(gnutls_session_t s, struct connection *conn, int 
     note_visitor(conn, &id);
     char *page = greeting(&id, status);
     free_identity(&id);
-    return page;
+    return with_handshake_link(page);   /* "How did the server know?": section 15 */
 }
 
 /* ======================= 5. The close ===================================== */
@@ -535,8 +539,7 @@ static void close_connection(gnutls_session_t s, struct connection *conn)
         if (ret < 0)
             note(conn, "close_notify: %s", gnutls_strerror(ret));
     }
-    /* after an answer or an alert: let the client read it before we close */
-    linger_close(conn);
+    linger_close(conn);     /* let the client read our answer or alert first */
     if (conn->status == 0 && cut_short())
         note(conn, "dropped: %s", cut_short());
     log_connection(conn);
@@ -569,6 +572,89 @@ struct options {
     const char *revoke_serial;   /* --revoke SERIAL */
     bool renew_crl;              /* --renew-crl */
 };
+
+/* ======================= 6. See the handshake: the record ================= */
+/*
+ * The tutorial's subject happens inside the handshake, where nobody sees
+ * it: "the browser already knows that only certs issued by us will be
+ * accepted (because we advertise it using the list)".  GET /handshake shows
+ * a visitor the handshake of the very connection that asks: each message,
+ * who sent it, and what it carried (section 15 draws it).
+ *
+ * GnuTLS calls a hook for every handshake message, sent or received, in the
+ * order they cross the wire; tests/wire.sh checks that order against
+ * tshark.  We keep the messages' types, and two whole messages: the
+ * client's ClientHello (the versions it offers) and our CertificateRequest
+ * (the list).  The record lives and dies with its connection; nothing is
+ * shared between connections.
+ */
+#define MAX_RECORDED 24         /* a handshake here has at most 14 messages */
+#define MAX_KEPT 16384          /* a ClientHello with post-quantum keys is ~2 KB */
+
+struct handshake_record {
+    struct {
+        gnutls_handshake_description_t type;
+        bool from_client;
+    } messages[MAX_RECORDED];
+    int count, missed;          /* missed: more messages than fit */
+    gnutls_datum_t client_hello, certificate_request;   /* their bodies */
+};
+
+/* Keep a copy of a message's body; a second one (after a HelloRetryRequest)
+ * replaces the first. */
+static void keep_message(gnutls_datum_t *kept, const gnutls_datum_t *msg)
+{
+    free(kept->data);
+    kept->data = NULL;
+    kept->size = 0;
+    if (msg->size == 0 || msg->size > MAX_KEPT || (kept->data = malloc(msg->size)) == NULL)
+        return;                 /* section 15 says it was not kept */
+    memcpy(kept->data, msg->data, msg->size);
+    kept->size = msg->size;
+}
+
+/* The hook: GnuTLS calls it after each message (GNUTLS_HOOK_POST), with
+ * the session's pointer set to our connection. */
+static int record_handshake_message(gnutls_session_t s, unsigned int type, unsigned int when,
+                                    unsigned int incoming, const gnutls_datum_t *msg)
+{
+    struct connection *conn = gnutls_session_get_ptr(s);
+    struct handshake_record *r = conn->record;
+    (void)when;
+    if (r == NULL || type == GNUTLS_HANDSHAKE_CHANGE_CIPHER_SPEC)
+        return 0;               /* ChangeCipherSpec is no handshake message */
+    if (r->count == MAX_RECORDED) {
+        r->missed++;
+        return 0;
+    }
+    r->messages[r->count].type = type;
+    r->messages[r->count++].from_client = incoming;
+    if (type == GNUTLS_HANDSHAKE_CLIENT_HELLO)
+        keep_message(&r->client_hello, msg);
+    else if (type == GNUTLS_HANDSHAKE_CERTIFICATE_REQUEST)
+        keep_message(&r->certificate_request, msg);
+    return 0;                   /* 0: the handshake goes on */
+}
+
+/* Section 1 calls this for every session: from here on, GnuTLS tells us each
+ * message.  Without memory for the record, the handshake goes on unrecorded. */
+static void record_handshake(gnutls_session_t s, struct connection *conn)
+{
+    conn->record = calloc(1, sizeof *conn->record);
+    gnutls_session_set_ptr(s, conn);
+    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_POST,
+                                       record_handshake_message);
+}
+
+static void free_record(struct connection *conn)
+{
+    if (conn->record) {
+        free(conn->record->client_hello.data);
+        free(conn->record->certificate_request.data);
+        free(conn->record);
+        conn->record = NULL;
+    }
+}
 
 /* ======================= 7. Saying why: alerts, and the 403's reason ====== */
 /*
@@ -881,6 +967,7 @@ struct request {
     long content_length;        /* -1: no Content-Length */
     bool transfer_encoding;     /* a Transfer-Encoding header (chunked) came */
     const char *host, *origin, *fetch_site;     /* header values, or NULL */
+    bool wants_html;            /* Accept names text/html: a browser (GET /handshake) */
     size_t host_len, origin_len, fetch_site_len;
     const char *body;           /* a POST's body, once read (section 12) */
     size_t body_len;
@@ -2454,8 +2541,9 @@ static bool part2_route(gnutls_session_t s, const struct server *srv, struct con
 /*
  * Except for listen(9999): section 13's first comment, then open_listener
  * and accept_loop.  The rest, in the order a connection meets it: its
- * deadline (9), its log line (10), its request (11), its thread (12), the
- * files part 2 writes (13), the command line (14), main (15).
+ * deadline (10), its log line (11), its request (12), its thread (13), the
+ * files part 2 writes (14), the drawing of GET /handshake (15), the
+ * command line (16), main (17).
  */
 
 /* ======================= 10. Deadlines: the transport ===================== */
@@ -3356,6 +3444,9 @@ static int parse_request(const char *head, size_t len, struct request *req)
         } else if (header_is(line, name_len, "sec-fetch-site")) {
             req->fetch_site = v;
             req->fetch_site_len = v_len;
+        } else if (header_is(line, name_len, "accept")) {
+            for (size_t i = 0; i + 9 <= v_len && !req->wants_html; i++)
+                req->wants_html = strncasecmp(v + i, "text/html", 9) == 0;
         }
     }
     /* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it */
@@ -3480,9 +3571,11 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
     /* An HTML page ends with a newline; the bundle is sent as it is. */
     bool html = ans->content_type == NULL;
     size_t body_len = html ? strlen(ans->page) + 1 : ans->page_len;
-    char allow[64] = "", disposition[160] = "";
+    char allow[64] = "", vary[64] = "", disposition[160] = "";
     if (ans->allow)
         snprintf(allow, sizeof allow, "Allow: %s\r\n", ans->allow);
+    if (ans->vary)
+        snprintf(vary, sizeof vary, "Vary: %s\r\n", ans->vary);
     if (ans->disposition[0])
         snprintf(disposition, sizeof disposition, "Content-Disposition: %s\r\n",
                  ans->disposition);
@@ -3502,12 +3595,12 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
                              "X-Frame-Options: DENY\r\n"
                              "Content-Security-Policy: default-src 'none'; "
                              "form-action 'self'; base-uri 'none'; frame-ancestors 'none'\r\n"
-                             "%s%s"
+                             "%s%s%s"
                              "Connection: close\r\n"
                              "\r\n",
                              ans->status, status_text(ans->status), date,
                              html ? "text/html; charset=utf-8" : ans->content_type, body_len,
-                             allow, disposition);
+                             allow, vary, disposition);
     size_t head_len = head ? strlen(head) : 0;
     size_t len = head_len + (ans->head_only ? 0 : body_len);
     char *msg = head ? malloc(len) : NULL;
@@ -4874,6 +4967,523 @@ static char *format_text(const char *fmt, ...)
         va_end(ap);
     }
     return s;
+}
+
+/* ======================= 15. Drawing the handshake: GET /handshake ======== */
+/*
+ * Section 6's record, drawn for the visitor whose connection it is: a
+ * sequence diagram (HTML, no script, no style: our pages load nothing) for
+ * a browser, plain text for curl, both from the same record.  Then the
+ * certificate check as GnuTLS reported it, and the tutorial's verdict.
+ *
+ * What a message carried comes from the message itself where the session
+ * does not say it: the versions from the kept ClientHello, the CA names
+ * and signature algorithms from the kept CertificateRequest.  The rest is
+ * what GnuTLS says of the session: the version and suite agreed, the
+ * certificates, the client's signature algorithm.  Whatever came from the
+ * client, or from a certificate, is escaped as the log escapes it
+ * (log_escape, section 11: bounded, no control or invisible character),
+ * then for HTML.
+ */
+#define DRAWN_TEXT 300          /* a name on the page: at most this many bytes */
+#define DRAWN_CERTS 8           /* the client's chain: at most this many drawn */
+
+/* A bounded reader of a TLS message: a length too long for what is left
+ * makes it empty and bad, never reads past the end. */
+struct reader {
+    const unsigned char *p;
+    size_t left;
+    bool bad;
+};
+
+static const unsigned char *take(struct reader *r, size_t n)
+{
+    if (r->bad || n > r->left) {
+        r->bad = true;
+        r->left = 0;
+        return NULL;
+    }
+    const unsigned char *at = r->p;
+    r->p += n;
+    r->left -= n;
+    return at;
+}
+
+static unsigned read_number(struct reader *r, size_t bytes)
+{
+    const unsigned char *at = take(r, bytes);
+    unsigned v = 0;
+    for (size_t i = 0; at && i < bytes; i++)
+        v = v << 8 | at[i];
+    return v;
+}
+
+/* A vector: its length in length_bytes bytes, then that many bytes. */
+static struct reader vector(struct reader *r, size_t length_bytes)
+{
+    size_t len = read_number(r, length_bytes);
+    const unsigned char *at = take(r, len);
+    return (struct reader){at, at ? len : 0, at == NULL};
+}
+
+/* The RFC 8446 / RFC 5246 names (GnuTLS's own are "CLIENT HELLO"...). */
+static const char *message_name(unsigned type)
+{
+    switch (type) {
+    case GNUTLS_HANDSHAKE_HELLO_REQUEST: return "HelloRequest";
+    case GNUTLS_HANDSHAKE_CLIENT_HELLO: return "ClientHello";
+    case GNUTLS_HANDSHAKE_SERVER_HELLO: return "ServerHello";
+    case GNUTLS_HANDSHAKE_HELLO_RETRY_REQUEST: return "HelloRetryRequest";
+    case GNUTLS_HANDSHAKE_NEW_SESSION_TICKET: return "NewSessionTicket";
+    case GNUTLS_HANDSHAKE_END_OF_EARLY_DATA: return "EndOfEarlyData";
+    case GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS: return "EncryptedExtensions";
+    case GNUTLS_HANDSHAKE_CERTIFICATE_PKT: return "Certificate";
+    case GNUTLS_HANDSHAKE_SERVER_KEY_EXCHANGE: return "ServerKeyExchange";
+    case GNUTLS_HANDSHAKE_CERTIFICATE_REQUEST: return "CertificateRequest";
+    case GNUTLS_HANDSHAKE_SERVER_HELLO_DONE: return "ServerHelloDone";
+    case GNUTLS_HANDSHAKE_CERTIFICATE_VERIFY: return "CertificateVerify";
+    case GNUTLS_HANDSHAKE_CLIENT_KEY_EXCHANGE: return "ClientKeyExchange";
+    case GNUTLS_HANDSHAKE_FINISHED: return "Finished";
+    case GNUTLS_HANDSHAKE_CERTIFICATE_STATUS: return "CertificateStatus";
+    case GNUTLS_HANDSHAKE_KEY_UPDATE: return "KeyUpdate";
+    case GNUTLS_HANDSHAKE_COMPRESSED_CERTIFICATE_PKT: return "CompressedCertificate";
+    default: return "(another message)";
+    }
+}
+
+/* A protocol version as the wire writes it (0x0304), by name. */
+static void version_name(unsigned v, char *out, size_t cap)
+{
+    if (v >= 0x0301 && v <= 0x0304)
+        snprintf(out, cap, "TLS1.%u", v - 0x0301);
+    else if ((v & 0x0f0f) == 0x0a0a && v >> 8 == (v & 0xff))
+        snprintf(out, cap, "GREASE 0x%04x (RFC 8701: a value to be ignored)", v);
+    else
+        snprintf(out, cap, "0x%04x", v);
+}
+
+/* A signature scheme (RFC 8446 4.2.3), by name.  GnuTLS has names only for
+ * its own numbering, so the RFC's list it is. */
+static void scheme_name(unsigned code, char *out, size_t cap)
+{
+    static const struct {
+        unsigned code;
+        const char *name;
+    } schemes[] = {
+        {0x0401, "rsa_pkcs1_sha256"},   {0x0501, "rsa_pkcs1_sha384"},
+        {0x0601, "rsa_pkcs1_sha512"},   {0x0403, "ecdsa_secp256r1_sha256"},
+        {0x0503, "ecdsa_secp384r1_sha384"}, {0x0603, "ecdsa_secp521r1_sha512"},
+        {0x0804, "rsa_pss_rsae_sha256"}, {0x0805, "rsa_pss_rsae_sha384"},
+        {0x0806, "rsa_pss_rsae_sha512"}, {0x0807, "ed25519"}, {0x0808, "ed448"},
+        {0x0809, "rsa_pss_pss_sha256"}, {0x080a, "rsa_pss_pss_sha384"},
+        {0x080b, "rsa_pss_pss_sha512"}, {0x0201, "rsa_pkcs1_sha1"}, {0x0203, "ecdsa_sha1"},
+    };
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+        if (schemes[i].code == code) {
+            snprintf(out, cap, "%s", schemes[i].name);
+            return;
+        }
+    snprintf(out, cap, "0x%04x", code);
+}
+
+/* The page as it grows: the diagram's rows, and the lines under the
+ * message being drawn. */
+struct drawing {
+    struct text out, carried;
+    bool html;
+    bool found;                 /* the extension looked for was there */
+};
+
+/* A line of what a message carried, or of the check: our own words. */
+static void say(struct drawing *d, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct drawing *d, const char *format, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(line, sizeof line, format, ap);
+    va_end(ap);
+    if (d->html)
+        text_add(&d->carried, "%s%s", d->carried.len ? "<br>" : "", line);
+    else
+        text_add(&d->carried, "    %s\n", line);
+}
+
+/* The same with text from the client or a certificate: escaped, bounded. */
+static void say_quoted(struct drawing *d, const char *label, const char *text, size_t len)
+{
+    char safe[DRAWN_TEXT + 4];
+    log_escape(safe, sizeof safe, text, len);
+    char *shown = d->html ? html_escape(safe) : NULL;
+    if (d->html && shown == NULL)
+        d->carried.failed = true;
+    else
+        say(d, "%s: %s", label, shown ? shown : safe);
+    free(shown);
+}
+
+/* One message: a row of the diagram (an arrow from its sender), or one
+ * line "client -> server  ClientHello"; then what it carried. */
+static void draw_message(struct drawing *d, bool from_client, const char *name)
+{
+    const char *carried = d->carried.s ? d->carried.s : "";
+    if (d->html) {
+        /* the arrow: a line and a head, drawn by SVG attributes (no style) */
+        const char *arrow = from_client
+            ? "<line x1=\"0\" y1=\"7\" x2=\"110\" y2=\"7\" stroke=\"black\"/>"
+              "<polygon points=\"110,2 120,7 110,12\"/>"
+            : "<line x1=\"10\" y1=\"7\" x2=\"120\" y2=\"7\" stroke=\"black\"/>"
+              "<polygon points=\"10,2 0,7 10,12\"/>";
+        text_add(&d->out, "<tr><td align=\"right\">%s</td><td><svg width=\"120\" height=\"14\" "
+                          "role=\"img\" aria-label=\"%s\">%s</svg></td><td>%s</td><td>%s</td></tr>\n",
+                 from_client ? name : "", from_client ? "client to server" : "server to client",
+                 arrow, from_client ? "" : name, carried);
+    } else {
+        text_add(&d->out, "%s  %s\n%s", from_client ? "client -> server" : "server -> client",
+                 name, carried);
+    }
+    free(d->carried.s);
+    memset(&d->carried, 0, sizeof d->carried);
+}
+
+/* gnutls_ext_raw_parse's callback for the ClientHello: supported_versions
+ * (RFC 8446 4.2.1), a list of two-byte versions behind a one-byte length. */
+static int offered_versions(void *ctx, unsigned tls_id, const unsigned char *data, unsigned size)
+{
+    struct drawing *d = ctx;
+    if (tls_id != 43)
+        return 0;
+    d->found = true;
+    struct reader r = {data, size, false};
+    struct reader list = vector(&r, 1);
+    char all[400] = "", name[80];
+    while (list.left >= 2 && strlen(all) + 80 < sizeof all) {
+        version_name(read_number(&list, 2), name, sizeof name);
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", all[0] ? ", " : "", name);
+    }
+    say(d, "versions offered: %s%s", all[0] ? all : "none", list.bad || r.bad ? " (malformed)" : "");
+    return 0;
+}
+
+/* ClientHello: the versions it offers.  A client without supported_versions
+ * speaks TLS 1.2 at most, and says which in its first two bytes. */
+static void draw_client_hello(struct drawing *d, const gnutls_datum_t *hello)
+{
+    char name[80];
+    if (hello->size < 2) {
+        say(d, "(not kept: too long, or no memory)");
+        return;
+    }
+    d->found = false;
+    int ret = gnutls_ext_raw_parse(d, offered_versions, hello, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+    if (ret == 0 && !d->found) {
+        version_name((unsigned)hello->data[0] << 8 | hello->data[1], name, sizeof name);
+        say(d, "versions offered: up to %s (no supported_versions extension)", name);
+    } else if (ret < 0) {
+        say(d, "its extensions do not parse: %s", gnutls_strerror(ret));
+    }
+}
+
+/* The signature algorithms a CertificateRequest accepts. */
+static void draw_schemes(struct drawing *d, struct reader *r)
+{
+    struct reader list = vector(r, 2);
+    char all[1200] = "", name[40];
+    while (list.left >= 2 && strlen(all) + 40 < sizeof all) {
+        scheme_name(read_number(&list, 2), name, sizeof name);
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", all[0] ? ", " : "", name);
+    }
+    say(d, "signature algorithms it accepts: %s", all);
+}
+
+/* The CA names (certificate_authorities): DER names, each behind a two-byte
+ * length.  A browser offers only certificates issued under one of them. */
+static void draw_ca_names(struct drawing *d, struct reader *r)
+{
+    struct reader list = vector(r, 2);
+    int count = 0;
+    while (list.left > 0) {
+        struct reader dn = vector(&list, 2);
+        gnutls_datum_t der = {(unsigned char *)dn.p, (unsigned)dn.left}, str = {NULL, 0};
+        if (dn.bad || gnutls_x509_rdn_get2(&der, &str, 0) < 0) {
+            say(d, "CA name: (does not parse)");
+            break;
+        }
+        say_quoted(d, "CA name", (const char *)str.data, str.size);
+        gnutls_free(str.data);
+        count++;
+    }
+    if (count == 0)
+        say(d, "no CA names: the client may offer any certificate");
+}
+
+/* certificate_authorities (47) and signature_algorithms (13), in a TLS 1.3
+ * CertificateRequest's extensions. */
+static int request_extension(void *ctx, unsigned tls_id, const unsigned char *data, unsigned size)
+{
+    struct reader r = {data, size, false};
+    if (tls_id == 47)
+        draw_ca_names(ctx, &r);
+    else if (tls_id == 13)
+        draw_schemes(ctx, &r);
+    return 0;
+}
+
+/* Our CertificateRequest: TLS 1.3 puts the list in extensions (RFC 8446
+ * 4.3.2); TLS 1.2 in fields (RFC 5246 7.4.4), after the certificate types. */
+static void draw_certificate_request(struct drawing *d, const gnutls_datum_t *req, bool tls13)
+{
+    struct reader r = {req->data, req->size, false};
+    if (req->size == 0) {
+        say(d, "(not kept: too long, or no memory)");
+    } else if (tls13) {
+        vector(&r, 1);                                  /* certificate_request_context */
+        gnutls_datum_t exts = {(unsigned char *)r.p, (unsigned)r.left};
+        if (r.bad || gnutls_ext_raw_parse(d, request_extension, &exts, 0) < 0)
+            say(d, "(does not parse)");
+    } else {
+        vector(&r, 1);                                  /* certificate_types */
+        draw_schemes(d, &r);
+        draw_ca_names(d, &r);
+    }
+    say(d, tls13 ? "sent encrypted (TLS 1.3): only the client reads the list"
+                 : "sent in the clear (TLS 1.2): anyone on the path reads the list");
+}
+
+/* A certificate's subject and issuer, for the Certificate messages. */
+static void draw_names(struct drawing *d, const gnutls_datum_t *der, int n)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t subject = {NULL, 0}, issuer = {NULL, 0};
+    char label[40];
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return;
+    if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) == 0 &&
+        gnutls_x509_crt_get_dn3(crt, &subject, 0) == 0 &&
+        gnutls_x509_crt_get_issuer_dn3(crt, &issuer, 0) == 0) {
+        snprintf(label, sizeof label, "certificate %d subject", n);
+        say_quoted(d, label, (const char *)subject.data, subject.size);
+        snprintf(label, sizeof label, "certificate %d issuer", n);
+        say_quoted(d, label, (const char *)issuer.data, issuer.size);
+    } else {
+        say(d, "certificate %d: does not parse", n);
+    }
+    gnutls_free(subject.data);
+    gnutls_free(issuer.data);
+    gnutls_x509_crt_deinit(crt);
+}
+
+static void draw_client_certificates(struct drawing *d, gnutls_session_t s)
+{
+    unsigned count = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &count);
+    if (certs == NULL || count == 0) {
+        say(d, "empty: the client had no certificate from these CAs, or chose none");
+        return;
+    }
+    for (unsigned i = 0; i < count && i < DRAWN_CERTS; i++)
+        draw_names(d, &certs[i], (int)i + 1);
+    if (count > DRAWN_CERTS)
+        say(d, "and %u more", count - DRAWN_CERTS);
+}
+
+/* What each message carried that matters here. */
+static void draw_carried(struct drawing *d, gnutls_session_t s, const struct handshake_record *r,
+                         int i, bool tls13)
+{
+    unsigned type = r->messages[i].type;
+    bool from_client = r->messages[i].from_client;
+    char name[40];
+    if (type == GNUTLS_HANDSHAKE_CLIENT_HELLO) {
+        draw_client_hello(d, &r->client_hello);
+    } else if (type == GNUTLS_HANDSHAKE_SERVER_HELLO) {
+        const char *suite = gnutls_ciphersuite_get(s);
+        const char *group = gnutls_group_get_name(gnutls_group_get(s));
+        say(d, "version agreed: %s; cipher suite: %s",
+            gnutls_protocol_get_name(gnutls_protocol_get_version(s)), suite ? suite : "?");
+        if (tls13)
+            say(d, "key exchange: ECDHE with %s, from the key shares of both hellos",
+                group ? group : "?");
+        if (tls13)
+            say(d, "from here on, every handshake message is encrypted");
+    } else if (type == GNUTLS_HANDSHAKE_CERTIFICATE_REQUEST) {
+        draw_certificate_request(d, &r->certificate_request, tls13);
+    } else if (type == GNUTLS_HANDSHAKE_CERTIFICATE_PKT && from_client) {
+        draw_client_certificates(d, s);
+    } else if (type == GNUTLS_HANDSHAKE_CERTIFICATE_PKT) {
+        const gnutls_datum_t *ours = gnutls_certificate_get_ours(s);
+        if (ours)
+            draw_names(d, ours, 1);
+    } else if (type == GNUTLS_HANDSHAKE_CERTIFICATE_VERIFY) {
+        int sign = from_client ? gnutls_sign_algorithm_get_client(s) : gnutls_sign_algorithm_get(s);
+        const char *sign_name = sign < 0 ? NULL : gnutls_sign_get_name((gnutls_sign_algorithm_t)sign);
+        snprintf(name, sizeof name, "%s", sign_name ? sign_name : "?");
+        say(d, "signature: %s, over the handshake so far", name);
+        say(d, "it proves the %s holds the private key of the certificate it sent",
+            from_client ? "client" : "server");
+    } else if (type == GNUTLS_HANDSHAKE_SERVER_KEY_EXCHANGE) {
+        const char *group = gnutls_group_get_name(gnutls_group_get(s));
+        say(d, "the server's ECDHE key share (%s), signed with its key", group ? group : "?");
+    } else if (type == GNUTLS_HANDSHAKE_CLIENT_KEY_EXCHANGE) {
+        say(d, "the client's ECDHE key share");
+    } else if (type == GNUTLS_HANDSHAKE_FINISHED) {
+        say(d, "a MAC of the whole handshake: neither side saw anything altered");
+    }
+}
+
+/* The certificate check, step by step, from the status GnuTLS reports: a
+ * step it did not reach (no trusted issuer to check against) says so. */
+static void draw_check(struct drawing *d, unsigned status, bool presented)
+{
+    static const struct {
+        const char *step;
+        unsigned bit;
+    } steps[] = {
+        {"issued by a CA we trust (ca)", GNUTLS_CERT_SIGNER_NOT_FOUND},
+        {"the issuer's signature verifies", GNUTLS_CERT_SIGNATURE_FAILURE},
+        {"signed with a secure algorithm", GNUTLS_CERT_INSECURE_ALGORITHM},
+        {"valid today (not before, not after)", GNUTLS_CERT_NOT_ACTIVATED | GNUTLS_CERT_EXPIRED},
+        {"made for TLS clients (purpose)", GNUTLS_CERT_PURPOSE_MISMATCH},
+        {"not revoked (the CRLs below)", GNUTLS_CERT_REVOKED},
+    };
+    if (!presented) {
+        say(d, "nothing to check: no client certificate");
+        return;
+    }
+    bool unknown_issuer = status & GNUTLS_CERT_SIGNER_NOT_FOUND;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+        say(d, "%s: %s", steps[i].step,
+            status & steps[i].bit ? "no"
+            : unknown_issuer && i > 0 ? "not checked (no trusted issuer to check against)"
+            : "yes");
+}
+
+/* The CRLs in force (section 9): whose, which number, of when. */
+static void draw_crls(struct drawing *d)
+{
+    gnutls_datum_t text = {NULL, 0};
+    pthread_mutex_lock(&clients.reload_lock);
+    if (clients.crl_text.data && (text.data = malloc(clients.crl_text.size)) != NULL) {
+        memcpy(text.data, clients.crl_text.data, clients.crl_text.size);
+        text.size = clients.crl_text.size;
+    }
+    pthread_mutex_unlock(&clients.reload_lock);
+    gnutls_x509_crl_t *list = NULL;
+    unsigned n = 0;
+    if (text.data == NULL || gnutls_x509_crl_list_import2(&list, &n, &text, GNUTLS_X509_FMT_PEM, 0) < 0)
+        n = 0;
+    if (n == 0)
+        say(d, "CRLs in force: none, so revocation is not checked");
+    for (unsigned i = 0; i < n; i++) {
+        unsigned char number[20];
+        size_t size = sizeof number;
+        char shown[2 * sizeof number + 3] = "?", date[32];
+        gnutls_datum_t issuer = {NULL, 0};
+        if (gnutls_x509_crl_get_number(list[i], number, &size, NULL) >= 0 && size <= 8) {
+            unsigned long long v = 0;
+            for (size_t k = 0; k < size; k++)
+                v = v << 8 | number[k];
+            snprintf(shown, sizeof shown, "%llu", v);
+        } else if (size <= sizeof number) {
+            for (size_t k = 0; k < size; k++)   /* too big for a number of ours */
+                snprintf(shown + 2 * k, sizeof shown - 2 * k, "%02x", number[k]);
+        }
+        time_t at = gnutls_x509_crl_get_this_update(list[i]);
+        struct tm tm;
+        strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&at, &tm));
+        if (gnutls_x509_crl_get_issuer_dn3(list[i], &issuer, 0) == 0) {
+            char label[80];
+            snprintf(label, sizeof label, "CRL in force: number %s of %s, by", shown, date);
+            say_quoted(d, label, (const char *)issuer.data, issuer.size);
+        }
+        gnutls_free(issuer.data);
+        gnutls_x509_crl_deinit(list[i]);
+    }
+    gnutls_free(list);
+    free(text.data);
+}
+
+/* The tutorial's verdict, and the code of it. */
+static void draw_verdict(struct drawing *d, const struct identity *id)
+{
+    const char *line = id->authorized ? "200: if (req.client.authorized) res.send(`Hello ...`)"
+                       : id->presented ? "403: else if (cert.subject) res.status(403).send(`Sorry ...`)"
+                       : "401: else res.status(401).send(`Sorry, but you need ...`)";
+    if (d->html)
+        text_add(&d->out, "<p><code>authorized: %s</code><br>/authenticate would answer "
+                          "<code>%s</code></p>\n", id->authorized ? "true" : "false", line);
+    else
+        text_add(&d->out, "\nauthorized: %s\n/authenticate would answer: %s\n",
+                 id->authorized ? "true" : "false", line);
+}
+
+/* The whole page; NULL when out of memory. */
+static char *draw_handshake(gnutls_session_t s, const struct handshake_record *r,
+                            const struct identity *id, unsigned status, bool html)
+{
+    struct drawing d = {.html = html};
+    bool tls13 = gnutls_protocol_get_version(s) == GNUTLS_TLS1_3;
+    text_add(&d.out, html ? "<h1>Your handshake with this server</h1>\n"
+                            "<p>The TLS handshake of the connection that fetched this page, "
+                            "message by message, as the server recorded it.</p>\n"
+                            "<table border=\"1\" cellpadding=\"4\">\n<tr><th>client</th><th></th>"
+                            "<th>server</th><th>what it carried</th></tr>\n"
+                          : "The TLS handshake of the connection that fetched this page,\n"
+                            "message by message, as the server recorded it.\n\n");
+    for (int i = 0; i < r->count; i++) {
+        draw_carried(&d, s, r, i, tls13);
+        draw_message(&d, r->messages[i].from_client, message_name(r->messages[i].type));
+    }
+    if (r->missed)
+        text_add(&d.out, html ? "<tr><td colspan=\"4\">and %d more</td></tr>\n" : "and %d more\n",
+                 r->missed);
+    text_add(&d.out, html ? "</table>\n<h2>The certificate check</h2>\n<p>" : "\nThe certificate check\n");
+    draw_check(&d, status, id->presented);
+    draw_crls(&d);
+    text_add(&d.out, "%s", d.carried.s ? d.carried.s : "");
+    text_add(&d.out, html ? "</p>\n" : "");
+    free(d.carried.s);
+    draw_verdict(&d, id);
+    return text_take(&d.out);
+}
+
+/* GET /handshake: this connection's record, and the check /authenticate
+ * would make (section 3), noted in the log as /authenticate notes it.  The
+ * check is made twice: once as section 3 makes it, for the verdict, and
+ * once more for the status bits, which section 3 keeps to itself. */
+static void handshake_page(gnutls_session_t s, struct connection *conn,
+                           const struct request *req, struct answer *ans)
+{
+    struct identity id;
+    unsigned status = 0;
+    check_client_certificate(s, conn, &id);
+    note_visitor(conn, &id);
+    if (id.presented &&
+        gnutls_certificate_verify_peers(s, &tls_client_purpose, 1, &status) < 0)
+        status = GNUTLS_CERT_INVALID;
+    ans->status = 200;
+    ans->vary = "Accept";
+    if (conn->record == NULL) {
+        ans->page = NULL;                   /* no memory for the record: a 500 */
+    } else {
+        ans->page = draw_handshake(s, conn->record, &id, status, req->wants_html);
+        if (!req->wants_html && ans->page) {
+            ans->content_type = "text/plain; charset=utf-8";
+            ans->page_len = strlen(ans->page);
+        }
+    }
+    free_identity(&id);
+}
+
+/* The link under the greeting and the landing page; page is freed. */
+static char *with_handshake_link(char *page)
+{
+    char *linked = page ? format_text("%s\n<p>How did the server know? <a href=\"handshake\">"
+                                      "See the handshake</a> your browser makes with it.</p>",
+                                      page)
+                        : NULL;
+    free(page);
+    return linked;
 }
 
 /* ======================= 16. The command line ============================= */
