@@ -588,8 +588,9 @@ struct options {
  * (the list).  The record lives and dies with its connection; nothing is
  * shared between connections.
  */
-#define MAX_RECORDED 24         /* a handshake here has at most 14 messages */
-#define MAX_KEPT 16384          /* a ClientHello with post-quantum keys is ~2 KB */
+#define MAX_RECORDED 24         /* 12 at most here (TLS 1.3 with a HelloRetryRequest),
+                                   and any KeyUpdate the client sends after */
+#define MAX_KEPT 16384          /* a longer message is not kept, and the page says so */
 
 struct handshake_record {
     struct {
@@ -5302,7 +5303,7 @@ static void draw_carried(struct drawing *d, gnutls_session_t s, const struct han
         say(d, "version agreed: %s; cipher suite: %s",
             gnutls_protocol_get_name(gnutls_protocol_get_version(s)), suite ? suite : "?");
         if (tls13)
-            say(d, "key exchange: ECDHE with %s, from the key shares of both hellos",
+            say(d, "key exchange: %s, from the key shares of both hellos",
                 group ? group : "?");
         if (tls13)
             say(d, "from here on, every handshake message is encrypted");
@@ -5328,6 +5329,8 @@ static void draw_carried(struct drawing *d, gnutls_session_t s, const struct han
         say(d, "the client's ECDHE key share");
     } else if (type == GNUTLS_HANDSHAKE_FINISHED) {
         say(d, "a MAC of the whole handshake: neither side saw anything altered");
+        if (!tls13)
+            say(d, "encrypted: it follows a ChangeCipherSpec, which is no handshake message");
     }
 }
 

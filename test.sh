@@ -182,7 +182,7 @@ echo "# HTTP: routes, methods, malformed requests"
 expect "query string is ignored"                 200 "$HELLO" "${ALICE_P12[@]}" "$(url '/authenticate?from=test')"
 expect "unknown path: 404"                       404 "Not Found" "$(url /nope)"
 expect "POST: 405 with Allow: GET, HEAD"         405 $'Allow: GET, HEAD\r' -i -X POST -d x=1 "$(url /)"
-expect "HEAD: 200, headers only"                 200 "Content-Length: 59" -I "$(url /)"
+expect "HEAD: 200, headers only"                 200 "Content-Length: 161" -I "$(url /)"
 fetch -I "$(url /authenticate)"
 if [[ $body != *"$NEED_CERT"* && $body == *"Content-Type: text/html; charset=utf-8"* ]]; then
     ok "HEAD /authenticate: no body"
@@ -326,7 +326,7 @@ hostile_cert esc $'/CN=\e[2J\e]0;owned\aNobody'
 one_line "CN with terminal escapes: clear screen, window title (openssl)" 'CN=\x1b[2J\x1b]0\\;owned\x07Nobody' curl_visit esc
 hostile_cert quote "/CN=Nobody\" 200 admitted \"CN=Alice\\\\"
 one_line "CN with the log's quote and a backslash (openssl)" "CN=Nobody\\\\\\\" 200 admitted \\\\\\\"CN=Alice\\\\\\\\" curl_visit quote
-if [[ $body == *"Sorry Nobody&quot; 200 admitted &quot;CN=Alice"* && $body != *'"'* ]]; then
+if [[ $body == *"Sorry Nobody&quot; 200 admitted &quot;CN=Alice"* && $body != *'Nobody"'* ]]; then
     ok "  ... and its page shows the quotes HTML-escaped"
 else
     fail "  ... and its page shows the quotes HTML-escaped" "got: ${body:0:200}"
@@ -341,6 +341,98 @@ if grep -qF 'admitted "CN=\\<script\\>alert(1)\\</script\\> \\\"Zoë\\\"\\, Jr."
 else
     fail "log: a readable name stays readable: Zoë, with her quotes escaped" "$(grep -a 'Zo' "$log")"
 fi
+
+echo "# the handshake, seen: GET /handshake shows each visitor their own (tests/wire.sh checks it against tshark)"
+# messages NAME WANT CURL-ARGS...: the page's message lines ("client -> server
+# ClientHello"), joined by spaces, are exactly WANT; the page is left in $body.
+messages() {
+    local name=$1 want=$2 got
+    shift 2
+    fetch "$@" "$(url /handshake)"
+    got=$(sed -nE 's/^(client -> server|server -> client)  ([A-Za-z]+)$/\1 \2/p' <<<"$body" |
+        sed -E 's/client -> server/C/; s/server -> client/S/' | tr '\n' ' ')
+    if [ "$code" = 200 ] && [ "${got% }" = "$want" ]; then
+        ok "$name"
+    else
+        fail "$name" "wanted: $want" "got:    $code ${got% }" "page: ${body:0:300}"
+    fi
+}
+# page_has NAME TEXT...: the last page holds each TEXT (a whole line, grep -Fx)
+page_has() {
+    local name=$1 missing=
+    shift
+    for line in "$@"; do
+        grep -Fxq -- "$line" <<<"$body" || missing+="[$line] "
+    done
+    if [ -z "$missing" ]; then ok "$name"; else fail "$name" "missing: $missing" "page: ${body:0:600}"; fi
+}
+CA_LINE="    CA name: $(openssl x509 -in "$certs/server_cert.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')"
+TLS13_CERT="S ServerHello S EncryptedExtensions S CertificateRequest S Certificate S CertificateVerify S Finished C Certificate"
+messages "Alice, TLS 1.3: every message, in order and direction" \
+    "C ClientHello $TLS13_CERT C CertificateVerify C Finished" --tlsv1.3 "${ALICE_P12[@]}"
+page_has "  ... the list of CA names, her certificate, the check and the verdict" "$CA_LINE" \
+    "    sent encrypted (TLS 1.3): only the client reads the list" \
+    "    certificate 1 subject: CN=Alice" "    issued by a CA we trust (ca): yes" \
+    "    not revoked (the CRLs below): yes" "authorized: true" \
+    "/authenticate would answer: 200: if (req.client.authorized) res.send(\`Hello ...\`)"
+messages "Alice, TLS 1.2: the TLS 1.2 flight" \
+    "C ClientHello S ServerHello S Certificate S ServerKeyExchange S CertificateRequest S ServerHelloDone C Certificate C ClientKeyExchange C CertificateVerify C Finished S Finished" \
+    --tls-max 1.2 "${ALICE_P12[@]}"
+page_has "  ... its CertificateRequest went in the clear, with the same list" "$CA_LINE" \
+    "    sent in the clear (TLS 1.2): anyone on the path reads the list" "authorized: true"
+messages "Bob: the same flight, refused" \
+    "C ClientHello $TLS13_CERT C CertificateVerify C Finished" "${BOB_P12[@]}"
+page_has "  ... his certificate, an unknown issuer, 403" "    certificate 1 subject: CN=Bob" \
+    "    issued by a CA we trust (ca): no" "authorized: false" \
+    "/authenticate would answer: 403: else if (cert.subject) res.status(403).send(\`Sorry ...\`)"
+messages "no certificate, TLS 1.3: an empty Certificate, no CertificateVerify" \
+    "C ClientHello $TLS13_CERT C Finished"
+page_has "  ... says it was empty, and 401" \
+    "    empty: the client had no certificate from these CAs, or chose none" \
+    "    nothing to check: no client certificate" "authorized: false"
+# shellcheck disable=SC2046   # pem prints flags to split
+fetch $(pem carol) "$(url /handshake)"
+page_has "Carol: the check's revocation step fails, and names the CRL in force" \
+    "    not revoked (the CRLs below): no" "    issued by a CA we trust (ca): yes" "authorized: false"
+if grep -q "^    CRL in force: number [0-9]* of 20" <<<"$body"; then
+    ok "  ... the CRL's number and date"
+else
+    fail "  ... the CRL's number and date" "page: ${body:0:800}"
+fi
+expect "a browser (Accept: text/html) gets the diagram: HTML, SVG arrows" 200 \
+    '<td align="right">ClientHello</td><td><svg' -i -H 'Accept: text/html,*/*;q=0.8' "${ALICE_P12[@]}" "$(url /handshake)"
+if [[ $body == *$'Content-Type: text/html; charset=utf-8\r'* && $body == *$'Vary: Accept\r'* &&
+    $body != *"<script"* ]]; then
+    ok "  ... as text/html, with Vary: Accept, and no script"
+else
+    fail "  ... as text/html, with Vary: Accept, and no script" "${body:0:400}"
+fi
+fetch -i "$(url /handshake)"
+if [[ $body == *$'Content-Type: text/plain; charset=utf-8\r'* && $body == *$'Vary: Accept\r'* ]]; then
+    ok "curl (no Accept: text/html) gets text/plain"
+else
+    fail "curl (no Accept: text/html) gets text/plain" "${body:0:300}"
+fi
+# the DN as GnuTLS writes it (RFC 4514: "\<"), escaped as the log escapes it ("\\<"), then for HTML
+# shellcheck disable=SC2046
+expect "Zoe's markup is escaped in the diagram" 200 'certificate 1 subject: CN=\\&lt;script\\&gt;alert(1)' \
+    -H 'Accept: text/html' $(pem zoe) "$(url /handshake)"
+if [[ $body != *"<script>"* ]]; then
+    ok "  ... and no raw markup"
+else
+    fail "  ... and no raw markup" "${body:0:500}"
+fi
+fetch --cert "$work/newline_cert.pem" --key "$work/newline_key.pem" "$(url /handshake)"
+if [ "$code" = 200 ] && ! LC_ALL=C grep -aq $'[\x01-\x09\x0b-\x1f\x7f]' <<<"$body" &&
+    ! grep -q '^9\.9\.9\.9' <<<"$body" && grep -qF 'CN=Nobody\x0a9.9.9.9' <<<"$body"; then
+    ok "a CN with a newline and a forged line: escaped in the text form, on one line"
+else
+    fail "a CN with a newline and a forged line: escaped in the text form, on one line" "${body:0:600}"
+fi
+expect "POST /handshake: 405" 405 $'Allow: GET, HEAD\r' -i -X POST -d x=1 "$(url /handshake)"
+expect "the landing page links to it" 200 '<a href="handshake">See the handshake</a>' "$(url /)"
+expect "so do /authenticate's answers" 403 '<a href="handshake">See the handshake</a>' "${BOB_P12[@]}" "$(url /authenticate)"
+log_has "log: /handshake notes the visitor as /authenticate does" '"GET /handshake HTTP/1\.1" 200 admitted "CN=Alice"'
 
 echo "# a revocation takes effect at the next connection, without a restart"
 # Our CA revokes Zoë and publishes a new CRL with openssl ca, as gencerts.sh
