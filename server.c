@@ -339,8 +339,8 @@ static void route(gnutls_session_t s, const struct server *srv, struct connectio
         return;                     /* part 2's pages, under --enroll: section F */
     if (get && path_is(req, "/")) {
         ans->status = 200;          /* the landing page: unprotected, for everyone */
-        ans->page = with_handshake_link(strdup("<a href=\"authenticate\">Log in using "
-                                               "client certificate</a>"));  /* section 15 */
+        ans->page = strdup("<a href=\"authenticate\">Log in using client certificate</a>\n"
+                           "<p><a href=\"handshake\">See the handshake</a></p>");   /* section 15 */
     } else if (get && path_is(req, "/authenticate")) {
         ans->page = authenticate_page(s, conn, &ans->status);   /* sections 3 and 4 */
     } else if (get && path_is(req, "/handshake")) {
@@ -5478,11 +5478,11 @@ static void handshake_page(gnutls_session_t s, struct connection *conn,
     free_identity(&id);
 }
 
-/* The link under the greeting and the landing page; page is freed. */
+/* The link under /authenticate's answers; page is freed. */
 static char *with_handshake_link(char *page)
 {
     char *linked = page ? format_text("%s\n<p>How did the server know? <a href=\"handshake\">"
-                                      "See the handshake</a> your browser makes with it.</p>",
+                                      "See the handshake</a>.</p>",
                                       page)
                         : NULL;
     free(page);

@@ -182,7 +182,7 @@ echo "# HTTP: routes, methods, malformed requests"
 expect "query string is ignored"                 200 "$HELLO" "${ALICE_P12[@]}" "$(url '/authenticate?from=test')"
 expect "unknown path: 404"                       404 "Not Found" "$(url /nope)"
 expect "POST: 405 with Allow: GET, HEAD"         405 $'Allow: GET, HEAD\r' -i -X POST -d x=1 "$(url /)"
-expect "HEAD: 200, headers only"                 200 "Content-Length: 161" -I "$(url /)"
+expect "HEAD: 200, headers only"                 200 "Content-Length: 108" -I "$(url /)"
 fetch -I "$(url /authenticate)"
 if [[ $body != *"$NEED_CERT"* && $body == *"Content-Type: text/html; charset=utf-8"* ]]; then
     ok "HEAD /authenticate: no body"
