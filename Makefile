@@ -21,6 +21,7 @@
 #   make profile  the same in instructions, inside the server (callgrind)
 #   make test-clients  curl, wget, openssl, gnutls-cli, Python and Node.js as visitors
 #   make test-browser  headless Chromium and Firefox with Alice's .p12, as a reader would
+#   make test-wire  GET /handshake against the wire: a capture tshark decrypts
 # CFLAGS and LDFLAGS may be overridden; the warnings stay on.
 
 CFLAGS   ?= -O2 -g
@@ -35,7 +36,7 @@ FUZZ_SECONDS ?= 60
 VALGRIND      = valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
                 --errors-for-leak-kinds=all --track-fds=no
 
-.PHONY: all certs test soak asan tsan valgrind fuzz bench profile test-clients test-browser clean distclean
+.PHONY: all certs test soak asan tsan valgrind fuzz bench profile test-clients test-browser test-wire clean distclean
 
 # gencerts.sh is done when its last file is there: a run cut short (Ctrl-C
 # in a key's making) is tried again, and says what is in the way
@@ -66,11 +67,18 @@ soak: server tests/tlsclient
 test-clients: server
 	tests/clients.sh
 
+test-wire: server
+	tests/wire.sh
+
 # The screenshots are kept in tests/work/; README.md shows ones made with
-# SCREENSHOT=docs/browser-alice.png FIREFOX_SCREENSHOT=docs/firefox-alice.png tests/browser.sh
+# SCREENSHOT=docs/browser-alice.png FIREFOX_SCREENSHOT=docs/firefox-alice.png tests/browser.sh,
+# and the handshake's with the three *HANDSHAKE_SCREENSHOT pointing at docs/ (tests/browser.sh's head)
 test-browser: server
 	mkdir -p tests/work
 	SCREENSHOT=tests/work/browser-alice.png FIREFOX_SCREENSHOT=tests/work/firefox-alice.png \
+	HANDSHAKE_SCREENSHOT=tests/work/handshake-chromium-tls13.png \
+	FIREFOX_HANDSHAKE_SCREENSHOT=tests/work/handshake-firefox-tls13.png \
+	TLS12_HANDSHAKE_SCREENSHOT=tests/work/handshake-chromium-tls12.png \
 	    tests/browser.sh
 
 server-asan: server.c
