@@ -15,6 +15,15 @@
 # certificate in the database and expects the 401 text.  Every browser run is
 # under a timeout.
 #
+# GET /handshake, Alice's own handshake drawn, is read as a reader sees it,
+# in both browsers: the rendered text (innerText) for the messages in order,
+# Alice's certificate, the CA name and "authorized: true"; a script in the
+# page measures the arrows (drawn, one a message, pointing the right way)
+# and finds no script of the page's own.  Chromium is driven through its
+# DevTools protocol for that (chromium_page), Firefox through Marionette;
+# once more with Chromium held to TLS 1.2, whose CertificateRequest crosses
+# in the clear.  Each visit is screenshotted whole.
+#
 # Firefox: a fresh profile per visit, whose NSS database is made the same way
 # (certutil, pk12util), with the preference security.default_personal_cert =
 # "Select Automatically" in place of the dialog; tests/marionette.py drives it
@@ -25,13 +34,16 @@
 # in; without a certificate Firefox shows its own error page.
 #
 #   SCREENSHOT=docs/browser-alice.png FIREFOX_SCREENSHOT=docs/firefox-alice.png \
+#   HANDSHAKE_SCREENSHOT=docs/handshake-chromium-tls13.png \
+#   FIREFOX_HANDSHAKE_SCREENSHOT=docs/handshake-firefox-tls13.png \
+#   TLS12_HANDSHAKE_SCREENSHOT=docs/handshake-chromium-tls12.png \
 #       tests/browser.sh                                  (where to keep the pictures)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 # shellcheck source=tests/lib.sh
 . tests/lib.sh
-need chromium firefox-esr certutil pk12util python3
+need chromium firefox-esr certutil pk12util python3 openssl
 make_certs
 start_server --timeout 2
 
@@ -68,12 +80,13 @@ EOF
 }
 
 # chromium_in NAME ARGS...: headless Chromium with that HOME and profile
+chromium_flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
+    --disable-background-networking --disable-component-update --disable-sync)
 chromium_in() {
     local home=$work/$1
     shift
-    HOME=$home timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-quic \
-        --no-first-run --disable-background-networking --disable-component-update \
-        --disable-sync --user-data-dir="$home/profile" "$@" 2>>"$work/chromium.err"
+    HOME=$home timeout 60 chromium "${chromium_flags[@]}" --user-data-dir="$home/profile" \
+        "$@" 2>>"$work/chromium.err"
 }
 
 echo "# $(chromium --version 2>/dev/null)"
@@ -96,7 +109,7 @@ fi
 
 shot=${SCREENSHOT:-$work/alice.png}
 rm -f "$shot"
-chromium_in with-alice --hide-scrollbars --window-size=640,120 --screenshot="$shot" \
+chromium_in with-alice --hide-scrollbars --window-size=640,160 --screenshot="$shot" \
     "$origin/authenticate" >/dev/null
 if [ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ]; then
     ok "screenshot saved ($shot, $(wc -c <"$shot") bytes)"
@@ -130,6 +143,216 @@ else
     fail "Chromium with only Bob's certificate: Bob is not offered, 401" "got: ${page:0:300}" \
         "log: $(grep Bob "$log")"
 fi
+
+# --- GET /handshake: the page as a reader sees it ------------------------------
+# The visitor's own handshake, drawn: a table whose rows are the messages,
+# each with an SVG arrow from its sender.  Both browsers read the page's
+# rendered text (document.body.innerText: cells end in tabs, rows and <br>
+# in newlines) and run PAGE_FACTS in it, the body of a function that
+# measures what text cannot say: the arrows' boxes, where each one's head
+# points (away from the column the message's name is in), the page's
+# scripts, and the page's size against the window's.
+PAGE_FACTS='
+var rows = Array.from(document.querySelectorAll("tr")).filter(function (tr) {
+    return tr.querySelector("svg"); });
+var sized = 0, lined = 0, aimed = 0;
+rows.forEach(function (tr) {
+    var svg = tr.querySelector("svg"), box = svg.getBoundingClientRect();
+    var line = svg.querySelector("line"), head = svg.querySelector("polygon");
+    if (box.width > 0 && box.height > 0) sized++;
+    if (!line || !head) return;
+    var l = line.getBoundingClientRect(), h = head.getBoundingClientRect();
+    if (l.width > 0 && h.width > 0 && h.height > 0) lined++;
+    var fromClient = tr.cells[0].innerText.trim() !== "";
+    if (fromClient ? h.left + h.width / 2 > l.left + l.width / 2
+                   : h.left + h.width / 2 < l.left + l.width / 2) aimed++;
+});
+var handlers = Array.from(document.querySelectorAll("*")).filter(function (e) {
+    return Array.from(e.attributes).some(function (a) {
+        return /^on/i.test(a.name) || /^\s*javascript:/i.test(a.value); }); }).length;
+var html = document.documentElement;
+return "facts: svg=" + document.querySelectorAll("svg").length + " rows=" + rows.length +
+    " sized=" + sized + " lined=" + lined + " aimed=" + aimed +
+    " scripts=" + document.scripts.length + " handlers=" + handlers +
+    " page=" + html.scrollWidth + "x" + html.scrollHeight +
+    " window=" + window.innerWidth + "x" + window.innerHeight;'
+HANDSHAKE_WINDOW=1280x900       # wide enough for the table's longest lines
+
+# chromium_page NAME URL SHOT [ARGS...]: one visit through Chromium's
+# DevTools protocol (--remote-debugging-pipe: JSON messages ending in a NUL,
+# read on fd 3, written on fd 4), which --dump-dom cannot do: it runs a
+# script in the page.  Prints, as tests/marionette.py does, "url: ...", the
+# error of a failed navigation, the page's text and PAGE_FACTS's line, and
+# saves in SHOT a PNG of the whole page, the window made as tall as the page.
+chromium_page() {
+    local home=$work/$1 url=$2 shot=$3
+    shift 3
+    HOME=$home timeout 90 python3 - "$url" "$shot" "$PAGE_FACTS" "$HANDSHAKE_WINDOW" \
+        timeout 60 chromium "${chromium_flags[@]}" --user-data-dir="$home/profile" \
+        --hide-scrollbars "$@" 2>>"$work/chromium.err" <<'EOF'
+import base64, json, os, subprocess, sys
+url, shot, facts, window = sys.argv[1:5]
+width, height = (int(n) for n in window.split("x"))
+to_chromium, to_us = os.pipe()          # what Chromium reads on fd 3
+from_chromium, for_us = os.pipe()       # what it writes on fd 4
+def pipes():
+    os.dup2(to_chromium, 3)
+    os.dup2(for_us, 4)
+    os.set_inheritable(3, True)         # dup2 onto itself keeps close-on-exec
+    os.set_inheritable(4, True)
+browser = subprocess.Popen(sys.argv[5:] + ["--remote-debugging-pipe", "about:blank"],
+                           stdin=subprocess.DEVNULL, preexec_fn=pipes, close_fds=False)
+os.close(to_chromium)
+os.close(for_us)
+buf, events, last = b"", [], 0
+def read():
+    global buf
+    while b"\0" not in buf:
+        chunk = os.read(from_chromium, 65536)
+        if not chunk:                   # Chromium ended (or its timeout did)
+            raise SystemExit("chromium_page: Chromium closed its DevTools pipe")
+        buf += chunk
+    message, _, buf = buf.partition(b"\0")
+    return json.loads(message)
+def call(method, params=None, session=None):
+    global last
+    last += 1
+    command = {"id": last, "method": method, "params": params or {}}
+    if session:
+        command["sessionId"] = session
+    os.write(to_us, json.dumps(command).encode() + b"\0")
+    while True:
+        answer = read()
+        if answer.get("id") == last:
+            if "error" in answer:
+                raise SystemExit("chromium_page: %s: %s" % (method, answer["error"]))
+            return answer["result"]
+        events.append(answer)
+def wait_for(test):                     # an event, kept or still to come
+    while True:
+        for event in events:
+            if test(event):
+                events.remove(event)
+                return event
+        events.append(read())
+def run(script, session):
+    result = call("Runtime.evaluate", {"expression": script, "returnByValue": True}, session)
+    return result["result"].get("value")
+target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
+tab = call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+call("Page.enable", session=tab)
+call("Page.setLifecycleEventsEnabled", {"enabled": True}, tab)
+metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+call("Emulation.setDeviceMetricsOverride", metrics, tab)
+went = call("Page.navigate", {"url": url}, tab)
+if "errorText" not in went:             # this navigation's document has loaded
+    wait_for(lambda e: e.get("method") == "Page.lifecycleEvent" and
+             e["params"]["name"] == "load" and e["params"]["loaderId"] == went["loaderId"])
+metrics["height"] = max(height, run("document.documentElement.scrollHeight", tab) or 0)
+call("Emulation.setDeviceMetricsOverride", metrics, tab)
+print("url: %s" % run("document.URL", tab))
+if "errorText" in went:
+    print("navigate: %s" % went["errorText"])
+print(run("document.body ? document.body.innerText : ''", tab))
+print(run("(function () {%s})()" % facts, tab))
+if shot:
+    with open(shot, "wb") as out:
+        out.write(base64.b64decode(call("Page.captureScreenshot", {"format": "png"}, tab)["data"]))
+call("Browser.close")
+browser.wait()
+EOF
+}
+
+# diagram [rows]: the page's text (stdin) as the diagram's lines, each
+# "client Certificate | certificate 1 subject: CN=Alice" (the side and name
+# of the message whose row it is in); with "rows", only a line a message
+diagram() {
+    awk -F'\t' -v rows_only="${1:-}" '
+        $0 == "The certificate check" { exit }
+        NF >= 4 && $1 == "client" && $3 == "server" { table = 1; next }
+        !table { next }
+        NF >= 4 { row = ($1 != "" ? "client " $1 : "server " $3); $0 = $4
+                  if (rows_only) { print row; next } }
+        !rows_only { print row " | " $0 }'
+}
+# fact NAME: a number PAGE_FACTS printed (the page is in $page)
+fact() { sed -n "s/^facts: .*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$page"; }
+# the server's CA, as the CertificateRequest names it (RFC 4514)
+ca=$(openssl x509 -noout -subject -nameopt RFC2253 -in "$certs/server_cert.pem" | sed 's/^subject=//')
+# the messages the tutorial is about, in this order (others between them)
+IN_ORDER=',client ClientHello,(.*,)?server ServerHello,(.*,)?server CertificateRequest,(.*,)?'
+IN_ORDER+='client Certificate,(.*,)?client CertificateVerify,(.*,)?client Finished,'
+
+# handshake_shows WHO VERSION SHOT: the checks of one visit to /handshake as
+# Alice, whose page ($page) chromium_page or marionette.py read; VERSION as
+# the page and the log write it (TLS1.3), SHOT the screenshot saved; the
+# log's lines after $before are the visit's
+handshake_shows() {
+    local who=$1 version=$2 shot=$3 rows seq sent messages page_size window
+    rows=$(diagram <<<"$page")
+    seq=$(diagram rows <<<"$page" | paste -sd, -)
+    messages=$(diagram rows <<<"$page" | wc -l)
+    if [[ ,$seq, =~ $IN_ORDER ]] && [[ ,$seq, == *",server Finished,"* ]]; then
+        ok "$who: /handshake as Alice, the messages in order: ${seq//,/, }"
+    else
+        fail "$who: /handshake as Alice, the messages in order" "got: $seq" "page: ${page:0:600}" \
+            "chromium said: $(tail -n 3 "$work/chromium.err")" "firefox said: $(tail -n 3 "$work/firefox.err")"
+    fi
+    if grep -qx 'client Certificate | certificate 1 subject: CN=Alice' <<<"$rows" &&
+        grep -qxF "server CertificateRequest | CA name: $ca" <<<"$rows" &&
+        grep -qx 'authorized: true' <<<"$page"; then
+        ok "  ... the client's Certificate: CN=Alice; the CertificateRequest's CA name: $ca; authorized: true"
+    else
+        fail "  ... CN=Alice, the CA name ($ca), authorized: true" "rows: $rows" \
+            "the end: $(tail -n 3 <<<"$page")"
+    fi
+    # the version the page says, and the server's log line of that visit
+    sent="sent encrypted (TLS 1.3): only the client reads the list"
+    [ "$version" = TLS1.2 ] && sent="sent in the clear (TLS 1.2): anyone on the path reads the list"
+    if grep -q "^server ServerHello | version agreed: $version;" <<<"$rows" &&
+        grep -qxF "server CertificateRequest | $sent" <<<"$rows" &&
+        tail -n +"$((before + 1))" "$log" | grep -qF "$version \"GET /handshake HTTP/1.1\" 200 admitted \"CN=Alice\""; then
+        ok "  ... version agreed: $version (the server's log says so too); the CertificateRequest: \"${sent%%:*}\""
+    else
+        fail "  ... version agreed: $version; the CertificateRequest: ${sent%%:*}" "rows: $rows" \
+            "log: $(tail -n +"$((before + 1))" "$log")"
+    fi
+    if [ "$messages" -gt 0 ] && [ "$(fact rows)" = "$messages" ] && [ "$(fact svg)" = "$messages" ] &&
+        [ "$(fact sized)" = "$messages" ] && [ "$(fact lined)" = "$messages" ] &&
+        [ "$(fact aimed)" = "$messages" ]; then
+        ok "  ... $messages arrows drawn, one a message: each with a size, a line and a head, pointing away from its sender"
+    else
+        fail "  ... an arrow a message ($messages), drawn, pointing away from its sender" \
+            "$(grep '^facts: ' <<<"$page" || echo "no facts: ${page:0:300}")"
+    fi
+    if [ "$(fact scripts)" = 0 ] && [ "$(fact handlers)" = 0 ]; then
+        ok "  ... no script: no <script>, no on... attribute, no javascript: address"
+    else
+        fail "  ... no script" "$(grep '^facts: ' <<<"$page" || echo "no facts")"
+    fi
+    page_size=$(fact page)
+    window=$(fact window)
+    if [ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ] &&
+        [ -n "$page_size" ] && [ "${page_size%x*}" -le "${window%x*}" ]; then
+        ok "  ... screenshot saved ($shot, $(wc -c <"$shot") bytes): the page, ${page_size}, fits the window's width (${window%x*})"
+    else
+        fail "  ... screenshot of the whole page" "$shot: $(ls -l "$shot" 2>&1)" "page $page_size, window $window"
+    fi
+}
+
+# /handshake as Alice: over TLS 1.3, then with Chromium held to TLS 1.2,
+# whose flight differs (ServerKeyExchange, ServerHelloDone, the client's
+# ClientKeyExchange) and whose CertificateRequest crosses in the clear
+shot=${HANDSHAKE_SCREENSHOT:-$work/handshake-chromium-tls13.png}
+rm -f "$shot"
+before=$(wc -l <"$log")
+page=$(chromium_page with-alice "$origin/handshake" "$shot")
+handshake_shows "Chromium" TLS1.3 "$shot"
+shot=${TLS12_HANDSHAKE_SCREENSHOT:-$work/handshake-chromium-tls12.png}
+rm -f "$shot"
+before=$(wc -l <"$log")
+page=$(chromium_page with-alice "$origin/handshake" "$shot" --ssl-version-max=tls1.2)
+handshake_shows "Chromium, --ssl-version-max=tls1.2" TLS1.2 "$shot"
 
 # --- Firefox ESR -------------------------------------------------------------
 echo "# $(firefox-esr --version 2>/dev/null)"
@@ -193,6 +416,15 @@ if [ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' ')" = 89504e
 else
     fail "Firefox screenshot saved" "no PNG at $shot"
 fi
+# /handshake as Alice, in a window as large as Chromium's; the screenshot
+# is of the whole page
+shot=${FIREFOX_HANDSHAKE_SCREENSHOT:-$work/handshake-firefox-tls13.png}
+rm -f "$shot"
+before=$(wc -l <"$log")
+ff_extra=(--window "$HANDSHAKE_WINDOW" --full-page --eval "$PAGE_FACTS")
+page=$(firefox_visit "$origin/handshake" "$shot" alice)
+ff_extra=()
+handshake_shows "Firefox" TLS1.3 "$shot"
 before=$(wc -l <"$log")
 page=$(firefox_visit "$origin/authenticate" "" bob)
 if [[ $page == *"Sorry, but you need to provide a client certificate to continue."* ]] &&

@@ -16,10 +16,15 @@ to FILE; a new page is saved to FILE, and its status and type printed: how
 the Part 2 test enrolls and revokes in a real browser.  With --frames N it
 prints, for each of the page's first N frames, its address and text as read
 from inside the frame: how the framing test sees what a framed page shows.
+With --eval SCRIPT it then prints what SCRIPT (the body of a function)
+returns, run in the page: how tests/browser.sh measures /handshake's arrows.
+--window WxH sets the window's size (with --screenshot, 640x160 unless
+told), --full-page takes the screenshot of the whole page, not only of what
+the window shows.
 
-    marionette.py --port N URL [--screenshot FILE]
+    marionette.py --port N URL [--screenshot FILE [--full-page]] [--window WxH]
                   [--submit-form FILE [--form SELECTOR] [--downloads DIR]]
-                  [--frames N] [--wait SECONDS]
+                  [--frames N] [--eval SCRIPT] [--wait SECONDS]
 
 Exit status: 0 when the page was read, 2 when Firefox could not be reached.
 """
@@ -124,6 +129,10 @@ def main():
     parser.add_argument("url")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--screenshot")
+    parser.add_argument("--full-page", action="store_true",
+                        help="the screenshot holds the whole page")
+    parser.add_argument("--window", help="the window's size, WIDTHxHEIGHT")
+    parser.add_argument("--eval", help="print what this script (a function's body) returns")
     parser.add_argument("--submit-form")
     parser.add_argument("--form", default="form", help="CSS selector of the form to submit")
     parser.add_argument("--wait", type=float, default=30, help="seconds to wait for Firefox")
@@ -144,8 +153,9 @@ def main():
     # An error page makes Navigate answer with an error ("insecure
     # certificate", "unknown error"); the tab shows the error page all the
     # same, and that is what we print.
-    if args.screenshot:                 # a small window: the page is one line
-        ff.call("WebDriver:SetWindowRect", {"width": 640, "height": 160})
+    if args.screenshot or args.window:  # a small window: the page is one line
+        width, height = (args.window or "640x160").split("x")
+        ff.call("WebDriver:SetWindowRect", {"width": int(width), "height": int(height)})
     error, _ = ff.call("WebDriver:Navigate", {"url": args.url})
     # On an error page, the page itself can ask Firefox for the error's code
     # (what "Advanced..." shows): MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY
@@ -181,10 +191,13 @@ def main():
         value = result["value"] if result else ["?", ""]
         print("frame %d: %s | %s" % (i, value[0], " ".join(value[1].split())))
         ff.call("WebDriver:SwitchToParentFrame")
+    if args.eval:
+        error, result = ff.call("WebDriver:ExecuteScript", {"script": args.eval, "args": []})
+        print(("eval: %s" % error.get("message", error)) if error else result["value"])
     if args.submit_form:
         submit(ff, args.form, args.submit_form, args.downloads)
     if args.screenshot:
-        _, shot = ff.call("WebDriver:TakeScreenshot", {"full": False})
+        _, shot = ff.call("WebDriver:TakeScreenshot", {"full": args.full_page})
         with open(args.screenshot, "wb") as out:
             out.write(base64.b64decode(shot["value"]))
     ff.call("Marionette:Quit", {"flags": ["eForceQuit"]})
