@@ -20,6 +20,7 @@
  *   requestCert: true, rejectUnauthorized: false   section 1, start_session
  *   app.get('/'), app.get('/authenticate')         section 2, route
  *   "because we advertise it using the list"       section 6, record_handshake_message
+ *   ... the list, as the visitor sees it           section 15, draw_ca_names
  *   req.client.authorized                          section 3, check_client_certificate
  *   req.connection.getPeerCertificate()            section 3, read_names
  *   the three res.send(...) pages: 200, 403, 401   section 4, greeting
@@ -31,13 +32,14 @@
  *   THE LESSON, to the next banner: the story of one connection in five
  *     steps (1. the handshake, 2. the request, 3. the certificate check,
  *     4. the answer, 5. the close), then a section for each step.
- *   BEYOND THE TUTORIAL (6 to 9): GET /handshake, the lesson made visible;
- *     the alert a failed handshake ends with; the TLS policy; the CRL.
+ *   BEYOND THE TUTORIAL (6 to 9): each handshake recorded (GET /handshake
+ *     draws it: 15), the alert a failed handshake ends with, TLS policy, CRL.
  *   PART 2 (A to F): the article the tutorial promised: the server issues
  *     and revokes certificates (--enroll).
  *   THE MACHINERY (10 to 17): what express and Node did for the tutorial:
- *     deadlines, the log, HTTP, the accept loop, files, the command line,
- *     main.  10, 11 and 13: why a slow or hostile client can't do harm.
+ *     deadlines, the log, HTTP, the accept loop, files, the drawing of GET
+ *     /handshake, the command line, main.  10, 11, 13: why a slow or hostile
+ *     client can't do harm.
  * LEFT OUT: keep-alive (one request per connection), HTTP/2, session
  * resumption (section 8 says why), OCSP (the CRL is section 9).
  */
@@ -91,8 +93,7 @@ struct server {
     const struct options *opts;         /* what the command line said (section 16) */
     bool reject_unauthorized;           /* the tutorial's other choice (section 1) */
     gnutls_priority_t priorities;       /* the TLS policy (section 8) */
-    int listen_fd;
-    int timeout_ms;
+    int listen_fd, timeout_ms;
 };
 
 /* Everything we know about one connection; it ends as one log line. */
@@ -446,14 +447,14 @@ static void explain_refusal(int ret, unsigned int status, struct identity *id); 
 static void check_client_certificate(gnutls_session_t s, struct connection *conn,
                                      struct identity *id)
 {
-    unsigned int status = GNUTLS_CERT_INVALID;
+    unsigned int status = GNUTLS_CERT_INVALID, count = 0;
 
     memset(id, 0, sizeof *id);
+    if (gnutls_certificate_get_peers(s, &count) == NULL || count == 0)
+        return;                                 /* no certificate at all */
     int ret = use_current_credentials(s, conn); /* the CRL in force now: section 13 */
     if (ret == 0)
         ret = gnutls_certificate_verify_peers(s, &tls_client_purpose, 1, &status);
-    if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND)
-        return;                                 /* no certificate at all */
     id->presented = true;
     id->authorized = ret == 0 && status == 0;   /* req.client.authorized */
     if (!id->authorized)
@@ -614,14 +615,18 @@ static void keep_message(gnutls_datum_t *kept, const gnutls_datum_t *msg)
     kept->size = msg->size;
 }
 
-/* The hook: GnuTLS calls it after each message (GNUTLS_HOOK_POST), with
- * the session's pointer set to our connection. */
+/* The hook: GnuTLS calls it before and after each message, with the
+ * session's pointer set to our connection.  A message we receive is taken
+ * before GnuTLS handles it (GNUTLS_HOOK_PRE): a ClientHello answered by a
+ * HelloRetryRequest gets no call after.  One we send is taken after it is
+ * made (GNUTLS_HOOK_POST), when its bytes exist. */
 static int record_handshake_message(gnutls_session_t s, unsigned int type, unsigned int when,
                                     unsigned int incoming, const gnutls_datum_t *msg)
 {
     struct connection *conn = gnutls_session_get_ptr(s);
     struct handshake_record *r = conn->record;
-    (void)when;
+    if (when != (incoming ? GNUTLS_HOOK_PRE : GNUTLS_HOOK_POST))
+        return 0;
     if (r == NULL || type == GNUTLS_HANDSHAKE_CHANGE_CIPHER_SPEC)
         return 0;               /* ChangeCipherSpec is no handshake message */
     if (r->count == MAX_RECORDED) {
@@ -643,7 +648,7 @@ static void record_handshake(gnutls_session_t s, struct connection *conn)
 {
     conn->record = calloc(1, sizeof *conn->record);
     gnutls_session_set_ptr(s, conn);
-    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_POST,
+    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_BOTH,
                                        record_handshake_message);
 }
 
@@ -3594,6 +3599,7 @@ static int send_response(gnutls_session_t s, struct connection *conn, const stru
                              "Content-Length: %zu\r\n"
                              "Cache-Control: no-store\r\n"
                              "X-Frame-Options: DENY\r\n"
+                             "X-Content-Type-Options: nosniff\r\n"
                              "Content-Security-Policy: default-src 'none'; "
                              "form-action 'self'; base-uri 'none'; frame-ancestors 'none'\r\n"
                              "%s%s%s"
@@ -5033,6 +5039,7 @@ static const char *message_name(unsigned type)
     switch (type) {
     case GNUTLS_HANDSHAKE_HELLO_REQUEST: return "HelloRequest";
     case GNUTLS_HANDSHAKE_CLIENT_HELLO: return "ClientHello";
+    case GNUTLS_HANDSHAKE_CLIENT_HELLO_V2: return "ClientHello";
     case GNUTLS_HANDSHAKE_SERVER_HELLO: return "ServerHello";
     case GNUTLS_HANDSHAKE_HELLO_RETRY_REQUEST: return "HelloRetryRequest";
     case GNUTLS_HANDSHAKE_NEW_SESSION_TICKET: return "NewSessionTicket";
@@ -5099,22 +5106,37 @@ struct drawing {
 static void say(struct drawing *d, const char *format, ...) __attribute__((format(printf, 2, 3)));
 static void say(struct drawing *d, const char *format, ...)
 {
-    char line[512];
+    char *line = NULL;
     va_list ap;
     va_start(ap, format);
-    vsnprintf(line, sizeof line, format, ap);
+    int n = vasprintf(&line, format, ap);
     va_end(ap);
+    if (n < 0) {
+        d->carried.failed = true;       /* no memory: the page is a 500 */
+        return;
+    }
     if (d->html)
         text_add(&d->carried, "%s%s", d->carried.len ? "<br>" : "", line);
     else
         text_add(&d->carried, "    %s\n", line);
+    free(line);
 }
 
-/* The same with text from the client or a certificate: escaped, bounded. */
+/* The same with text from the client or a certificate: escaped, bounded.
+ * log_escape writes a control byte as \x0a, and a backslash or a quote as
+ * \\ or \"; the page has no quotes of its own to protect, and a DN from
+ * GnuTLS escapes its own backslashes (RFC 4514), so those two come back. */
 static void say_quoted(struct drawing *d, const char *label, const char *text, size_t len)
 {
     char safe[DRAWN_TEXT + 4];
     log_escape(safe, sizeof safe, text, len);
+    char *out = safe;
+    for (const char *in = safe; *in; in++) {
+        if (in[0] == '\\' && (in[1] == '\\' || in[1] == '"'))
+            in++;
+        *out++ = *in;
+    }
+    *out = '\0';
     char *shown = d->html ? html_escape(safe) : NULL;
     if (d->html && shown == NULL)
         d->carried.failed = true;
@@ -5216,6 +5238,8 @@ static void draw_ca_names(struct drawing *d, struct reader *r)
     }
     if (count == 0)
         say(d, "no CA names: the client may offer any certificate");
+    else
+        say(d, "this is the list: a browser offers only certificates issued under these CAs");
 }
 
 /* certificate_authorities (47) and signature_algorithms (13), in a TLS 1.3
@@ -5247,8 +5271,9 @@ static void draw_certificate_request(struct drawing *d, const gnutls_datum_t *re
         draw_schemes(d, &r);
         draw_ca_names(d, &r);
     }
-    say(d, tls13 ? "sent encrypted (TLS 1.3): only the client reads the list"
-                 : "sent in the clear (TLS 1.2): anyone on the path reads the list");
+    say(d, tls13 ? "sent encrypted (TLS 1.3): hidden from anyone watching the network, "
+                   "though any client that connects is sent it"
+                 : "sent in the clear (TLS 1.2): anyone watching the network reads the list");
 }
 
 /* A certificate's subject and issuer, for the Certificate messages. */
@@ -5280,8 +5305,11 @@ static void draw_client_certificates(struct drawing *d, gnutls_session_t s)
     const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &count);
     if (certs == NULL || count == 0) {
         say(d, "empty: the client had no certificate from these CAs, or chose none");
+        say(d, "(a browser remembers its choice for the site until it restarts)");
         return;
     }
+    if (count > 1)
+        say(d, "certificate 1 is the client's own; the rest, the chain it sent along");
     for (unsigned i = 0; i < count && i < DRAWN_CERTS; i++)
         draw_names(d, &certs[i], (int)i + 1);
     if (count > DRAWN_CERTS)
@@ -5295,8 +5323,19 @@ static void draw_carried(struct drawing *d, gnutls_session_t s, const struct han
     unsigned type = r->messages[i].type;
     bool from_client = r->messages[i].from_client;
     char name[40];
-    if (type == GNUTLS_HANDSHAKE_CLIENT_HELLO) {
-        draw_client_hello(d, &r->client_hello);
+    bool hello_again = false;                   /* a later ClientHello, after a retry */
+    for (int k = i + 1; k < r->count; k++)
+        hello_again |= r->messages[k].type == GNUTLS_HANDSHAKE_CLIENT_HELLO;
+    if (type == GNUTLS_HANDSHAKE_CLIENT_HELLO && hello_again) {
+        say(d, "answered with a HelloRetryRequest: no key share the server takes");
+    } else if (type == GNUTLS_HANDSHAKE_CLIENT_HELLO) {
+        draw_client_hello(d, &r->client_hello);     /* the last one's copy is kept */
+    } else if (type == GNUTLS_HANDSHAKE_CLIENT_HELLO_V2) {
+        say(d, "in the old SSLv2-compatible format (RFC 5246 E.2): no extensions, "
+               "so TLS 1.2 at most");
+    } else if (type == GNUTLS_HANDSHAKE_HELLO_RETRY_REQUEST) {
+        const char *group = gnutls_group_get_name(gnutls_group_get(s));
+        say(d, "asks for a new ClientHello, with a key share for %s", group ? group : "?");
     } else if (type == GNUTLS_HANDSHAKE_SERVER_HELLO) {
         const char *suite = gnutls_ciphersuite_get(s);
         const char *group = gnutls_group_get_name(gnutls_group_get(s));
@@ -5334,31 +5373,52 @@ static void draw_carried(struct drawing *d, gnutls_session_t s, const struct han
     }
 }
 
-/* The certificate check, step by step, from the status GnuTLS reports: a
- * step it did not reach (no trusted issuer to check against) says so. */
-static void draw_check(struct drawing *d, unsigned status, bool presented)
+/* The certificate check, step by step, from what GnuTLS reported: ret and
+ * status, as gnutls_certificate_verify_peers gave them.  Without a trusted
+ * issuer, GnuTLS still checks the dates and the purpose, but has no key to
+ * check a signature with, nor its CRL. */
+static void draw_check(struct drawing *d, const struct identity *id, int ret, unsigned status)
 {
     static const struct {
         const char *step;
-        unsigned bit;
+        unsigned bits;
+        bool needs_issuer;
     } steps[] = {
-        {"issued by a CA we trust (ca)", GNUTLS_CERT_SIGNER_NOT_FOUND},
-        {"the issuer's signature verifies", GNUTLS_CERT_SIGNATURE_FAILURE},
-        {"signed with a secure algorithm", GNUTLS_CERT_INSECURE_ALGORITHM},
-        {"valid today (not before, not after)", GNUTLS_CERT_NOT_ACTIVATED | GNUTLS_CERT_EXPIRED},
-        {"made for TLS clients (purpose)", GNUTLS_CERT_PURPOSE_MISMATCH},
-        {"not revoked (the CRLs below)", GNUTLS_CERT_REVOKED},
+        {"issued by a CA we trust (ca)",
+         GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA |
+         GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE, false},
+        {"the issuer's signature verifies", GNUTLS_CERT_SIGNATURE_FAILURE, true},
+        {"signed with a secure algorithm", GNUTLS_CERT_INSECURE_ALGORITHM, true},
+        {"valid today (not before, not after)", GNUTLS_CERT_NOT_ACTIVATED | GNUTLS_CERT_EXPIRED,
+         false},
+        {"made for TLS clients (purpose)", GNUTLS_CERT_PURPOSE_MISMATCH, false},
+        {"not revoked (the CRLs below)", GNUTLS_CERT_REVOKED | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED |
+         GNUTLS_CERT_REVOCATION_DATA_ISSUED_IN_FUTURE, true},
     };
-    if (!presented) {
+    if (!id->presented) {
         say(d, "nothing to check: no client certificate");
         return;
     }
-    bool unknown_issuer = status & GNUTLS_CERT_SIGNER_NOT_FOUND;
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
-        say(d, "%s: %s", steps[i].step,
-            status & steps[i].bit ? "no"
-            : unknown_issuer && i > 0 ? "not checked (no trusted issuer to check against)"
-            : "yes");
+    if (ret < 0) {
+        say(d, "the check could not be made: %s", gnutls_strerror(ret));
+    } else {
+        bool no_issuer = status & GNUTLS_CERT_SIGNER_NOT_FOUND;
+        unsigned explained = GNUTLS_CERT_INVALID;
+        for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+            say(d, "%s: %s", steps[i].step,
+                status & steps[i].bits ? "no"
+                : no_issuer && steps[i].needs_issuer ? "not checked (no trusted issuer's key to check with)"
+                : "yes");
+            explained |= steps[i].bits;
+        }
+        if (status & ~explained) {      /* a reason none of the steps names */
+            gnutls_datum_t text = {NULL, 0};
+            if (gnutls_certificate_verification_status_print(status & ~explained, GNUTLS_CRT_X509,
+                                                              &text, 0) == 0)
+                say_quoted(d, "and GnuTLS says", (const char *)text.data, text.size);
+            gnutls_free(text.data);
+        }
+    }
 }
 
 /* The CRLs in force (section 9): whose, which number, of when. */
@@ -5378,25 +5438,27 @@ static void draw_crls(struct drawing *d)
     if (n == 0)
         say(d, "CRLs in force: none, so revocation is not checked");
     for (unsigned i = 0; i < n; i++) {
-        unsigned char number[20];
+        unsigned char number[20];       /* RFC 5280 5.2.3: 20 bytes at most */
         size_t size = sizeof number;
-        char shown[2 * sizeof number + 3] = "?", date[32];
+        char shown[2 * sizeof number + 16] = "no number", date[32];
         gnutls_datum_t issuer = {NULL, 0};
-        if (gnutls_x509_crl_get_number(list[i], number, &size, NULL) >= 0 && size <= 8) {
+        int ret = gnutls_x509_crl_get_number(list[i], number, &size, NULL);
+        if (ret >= 0 && size <= 8) {
             unsigned long long v = 0;
             for (size_t k = 0; k < size; k++)
                 v = v << 8 | number[k];
-            snprintf(shown, sizeof shown, "%llu", v);
-        } else if (size <= sizeof number) {
-            for (size_t k = 0; k < size; k++)   /* too big for a number of ours */
-                snprintf(shown + 2 * k, sizeof shown - 2 * k, "%02x", number[k]);
+            snprintf(shown, sizeof shown, "number %llu", v);
+        } else if (ret >= 0) {                  /* too big for a number of ours: hex */
+            strcpy(shown, "number 0x");
+            for (size_t k = 0; k < size; k++)
+                snprintf(shown + 9 + 2 * k, sizeof shown - 9 - 2 * k, "%02x", number[k]);
         }
         time_t at = gnutls_x509_crl_get_this_update(list[i]);
         struct tm tm;
         strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&at, &tm));
         if (gnutls_x509_crl_get_issuer_dn3(list[i], &issuer, 0) == 0) {
-            char label[80];
-            snprintf(label, sizeof label, "CRL in force: number %s of %s, by", shown, date);
+            char label[sizeof shown + 64];
+            snprintf(label, sizeof label, "CRL in force: %s, of %s, by", shown, date);
             say_quoted(d, label, (const char *)issuer.data, issuer.size);
         }
         gnutls_free(issuer.data);
@@ -5406,27 +5468,32 @@ static void draw_crls(struct drawing *d)
     free(text.data);
 }
 
-/* The tutorial's verdict, and the code of it. */
+/* The tutorial's verdict, with the 403 page's reason, and the tutorial's
+ * line it leads to (the tutorial shows only ".send(" for the last two). */
 static void draw_verdict(struct drawing *d, const struct identity *id)
 {
-    const char *line = id->authorized ? "200: if (req.client.authorized) res.send(`Hello ...`)"
-                       : id->presented ? "403: else if (cert.subject) res.status(403).send(`Sorry ...`)"
-                       : "401: else res.status(401).send(`Sorry, but you need ...`)";
+    const char *line = id->authorized ? "200: if (req.client.authorized) { res.send(`Hello ...`)"
+                       : id->presented ? "403: } else if (cert.subject) { .send(`Sorry ...`)"
+                       : "401: } else { .send(`Sorry, but you need ...`)";
+    const char *why = !id->authorized && id->page_reason ? id->page_reason : NULL;
     if (d->html)
-        text_add(&d->out, "<p><code>authorized: %s</code><br>/authenticate would answer "
-                          "<code>%s</code></p>\n", id->authorized ? "true" : "false", line);
+        text_add(&d->out, "<p><code>authorized: %s</code>%s%s<br>/authenticate would answer "
+                          "<code>%s</code></p>\n", id->authorized ? "true" : "false",
+                 why ? "<br>refused because " : "", why ? why : "", line);
     else
-        text_add(&d->out, "\nauthorized: %s\n/authenticate would answer: %s\n",
-                 id->authorized ? "true" : "false", line);
+        text_add(&d->out, "\nauthorized: %s\n%s%s%s/authenticate would answer: %s\n",
+                 id->authorized ? "true" : "false", why ? "refused because " : "",
+                 why ? why : "", why ? "\n" : "", line);
 }
 
 /* The whole page; NULL when out of memory. */
 static char *draw_handshake(gnutls_session_t s, const struct handshake_record *r,
-                            const struct identity *id, unsigned status, bool html)
+                            const struct identity *id, int ret, unsigned status, bool html)
 {
     struct drawing d = {.html = html};
     bool tls13 = gnutls_protocol_get_version(s) == GNUTLS_TLS1_3;
-    text_add(&d.out, html ? "<h1>Your handshake with this server</h1>\n"
+    text_add(&d.out, html ? "<title>Your handshake</title>\n<p><a href=\"/\">Home</a></p>\n"
+                            "<h1>Your handshake with this server</h1>\n"
                             "<p>The TLS handshake of the connection that fetched this page, "
                             "message by message, as the server recorded it.</p>\n"
                             "<table border=\"1\" cellpadding=\"4\">\n<tr><th>client</th><th></th>"
@@ -5440,8 +5507,11 @@ static char *draw_handshake(gnutls_session_t s, const struct handshake_record *r
     if (r->missed)
         text_add(&d.out, html ? "<tr><td colspan=\"4\">and %d more</td></tr>\n" : "and %d more\n",
                  r->missed);
-    text_add(&d.out, html ? "</table>\n<h2>The certificate check</h2>\n<p>" : "\nThe certificate check\n");
-    draw_check(&d, status, id->presented);
+    text_add(&d.out, html ? "</table>\n<h2>The certificate check</h2>\n<p>%s</p>\n<p>"
+                          : "\nThe certificate check\n%s\n",
+             "GnuTLS checks the certificate the client sent; a step is \"yes\" when "
+             "GnuTLS reported no problem with it.");
+    draw_check(&d, id, ret, status);
     draw_crls(&d);
     text_add(&d.out, "%s", d.carried.s ? d.carried.s : "");
     text_add(&d.out, html ? "</p>\n" : "");
@@ -5461,15 +5531,13 @@ static void handshake_page(gnutls_session_t s, struct connection *conn,
     unsigned status = 0;
     check_client_certificate(s, conn, &id);
     note_visitor(conn, &id);
-    if (id.presented &&
-        gnutls_certificate_verify_peers(s, &tls_client_purpose, 1, &status) < 0)
-        status = GNUTLS_CERT_INVALID;
+    int ret = id.presented ? gnutls_certificate_verify_peers(s, &tls_client_purpose, 1, &status) : 0;
     ans->status = 200;
     ans->vary = "Accept";
     if (conn->record == NULL) {
         ans->page = NULL;                   /* no memory for the record: a 500 */
     } else {
-        ans->page = draw_handshake(s, conn->record, &id, status, req->wants_html);
+        ans->page = draw_handshake(s, conn->record, &id, ret, status, req->wants_html);
         if (!req->wants_html && ans->page) {
             ans->content_type = "text/plain; charset=utf-8";
             ans->page_len = strlen(ans->page);
@@ -5761,6 +5829,9 @@ int main(int argc, char **argv)
     if (opt.reject_unauthorized)
         fprintf(stderr, "server: --reject-unauthorized: a client without a trusted certificate "
                         "is refused in the handshake, with no page\n");
+    if (getenv("SSLKEYLOGFILE"))    /* GnuTLS honours it, for servers too: say so */
+        fprintf(stderr, "server: SSLKEYLOGFILE is set: GnuTLS writes every session's secrets "
+                        "there, and they decrypt every connection; never on a real server\n");
     fprintf(stderr, "server: listening on https://localhost:%d/ (Ctrl-C stops)\n", port);
     int status = log_start() < 0 || accept_loop(&srv) < 0 ? 1 : 0;
     log_say("stopped");

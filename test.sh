@@ -371,20 +371,23 @@ TLS13_CERT="S ServerHello S EncryptedExtensions S CertificateRequest S Certifica
 messages "Alice, TLS 1.3: every message, in order and direction" \
     "C ClientHello $TLS13_CERT C CertificateVerify C Finished" --tlsv1.3 "${ALICE_P12[@]}"
 page_has "  ... the list of CA names, her certificate, the check and the verdict" "$CA_LINE" \
-    "    sent encrypted (TLS 1.3): only the client reads the list" \
+    "    sent encrypted (TLS 1.3): hidden from anyone watching the network, though any client that connects is sent it" \
     "    certificate 1 subject: CN=Alice" "    issued by a CA we trust (ca): yes" \
     "    not revoked (the CRLs below): yes" "authorized: true" \
-    "/authenticate would answer: 200: if (req.client.authorized) res.send(\`Hello ...\`)"
+    "/authenticate would answer: 200: if (req.client.authorized) { res.send(\`Hello ...\`)"
 messages "Alice, TLS 1.2: the TLS 1.2 flight" \
     "C ClientHello S ServerHello S Certificate S ServerKeyExchange S CertificateRequest S ServerHelloDone C Certificate C ClientKeyExchange C CertificateVerify C Finished S Finished" \
     --tls-max 1.2 "${ALICE_P12[@]}"
 page_has "  ... its CertificateRequest went in the clear, with the same list" "$CA_LINE" \
-    "    sent in the clear (TLS 1.2): anyone on the path reads the list" "authorized: true"
+    "    sent in the clear (TLS 1.2): anyone watching the network reads the list" "authorized: true"
 messages "Bob: the same flight, refused" \
     "C ClientHello $TLS13_CERT C CertificateVerify C Finished" "${BOB_P12[@]}"
 page_has "  ... his certificate, an unknown issuer, 403" "    certificate 1 subject: CN=Bob" \
     "    issued by a CA we trust (ca): no" "authorized: false" \
-    "/authenticate would answer: 403: else if (cert.subject) res.status(403).send(\`Sorry ...\`)"
+    "refused because its issuer is not a CA we trust (unknown issuer)" \
+    "    valid today (not before, not after): yes" \
+    "    the issuer's signature verifies: not checked (no trusted issuer's key to check with)" \
+    "/authenticate would answer: 403: } else if (cert.subject) { .send(\`Sorry ...\`)"
 messages "no certificate, TLS 1.3: an empty Certificate, no CertificateVerify" \
     "C ClientHello $TLS13_CERT C Finished"
 page_has "  ... says it was empty, and 401" \
@@ -394,7 +397,7 @@ page_has "  ... says it was empty, and 401" \
 fetch $(pem carol) "$(url /handshake)"
 page_has "Carol: the check's revocation step fails, and names the CRL in force" \
     "    not revoked (the CRLs below): no" "    issued by a CA we trust (ca): yes" "authorized: false"
-if grep -q "^    CRL in force: number [0-9]* of 20" <<<"$body"; then
+if grep -q "^    CRL in force: number [0-9]*, of 20" <<<"$body"; then
     ok "  ... the CRL's number and date"
 else
     fail "  ... the CRL's number and date" "page: ${body:0:800}"
@@ -413,9 +416,9 @@ if [[ $body == *$'Content-Type: text/plain; charset=utf-8\r'* && $body == *$'Var
 else
     fail "curl (no Accept: text/html) gets text/plain" "${body:0:300}"
 fi
-# the DN as GnuTLS writes it (RFC 4514: "\<"), escaped as the log escapes it ("\\<"), then for HTML
+# the DN as GnuTLS writes it (RFC 4514: "\<"), then escaped for HTML
 # shellcheck disable=SC2046
-expect "Zoe's markup is escaped in the diagram" 200 'certificate 1 subject: CN=\\&lt;script\\&gt;alert(1)' \
+expect "Zoe's markup is escaped in the diagram" 200 'certificate 1 subject: CN=\&lt;script\&gt;alert(1)\&lt;/script\&gt; \&quot;Zoë\&quot;' \
     -H 'Accept: text/html' $(pem zoe) "$(url /handshake)"
 if [[ $body != *"<script>"* ]]; then
     ok "  ... and no raw markup"
@@ -428,6 +431,15 @@ if [ "$code" = 200 ] && ! LC_ALL=C grep -aq $'[\x01-\x09\x0b-\x1f\x7f]' <<<"$bod
     ok "a CN with a newline and a forged line: escaped in the text form, on one line"
 else
     fail "a CN with a newline and a forged line: escaped in the text form, on one line" "${body:0:600}"
+fi
+# a chain longer than GnuTLS checks: the check fails with an error, and no step may say "yes"
+{ cat "$certs/alice_cert.pem"; for _ in $(seq 15); do cat "$certs/mallory_ca_cert.pem"; done; } >"$work/chain16.pem"
+fetch --cert "$work/chain16.pem" --key "$certs/alice_key.pem" "$(url /handshake)"
+if [ "$code" = 200 ] && grep -q '^    the check could not be made: ' <<<"$body" &&
+    ! grep -q ': yes$' <<<"$body" && grep -qx 'authorized: false' <<<"$body"; then
+    ok "Alice with 15 more certificates in her chain: 'the check could not be made', no step says yes"
+else
+    fail "Alice with 15 more certificates in her chain: 'the check could not be made', no step says yes" "${body: -700}"
 fi
 expect "POST /handshake: 405" 405 $'Allow: GET, HEAD\r' -i -X POST -d x=1 "$(url /handshake)"
 expect "the landing page links to it" 200 '<a href="handshake">See the handshake</a>' "$(url /)"

@@ -48,6 +48,11 @@ PAGE_FILTER=${PAGE_FILTER:-cat}
 make_certs
 # --timeout 10: tshark, starting up and capturing, shares the cores with the visits
 SSLKEYLOGFILE=$work/keys.log start_server --timeout 10
+if grep -q '^server: SSLKEYLOGFILE is set: .*never on a real server$' "$log"; then
+    ok "the server says, as it starts, that SSLKEYLOGFILE is set"
+else
+    fail "the server says, as it starts, that SSLKEYLOGFILE is set" "$(cat "$log")"
+fi
 ca=$certs/server_cert.pem
 url=https://localhost:$port
 
