@@ -4988,9 +4988,9 @@ static char *format_text(const char *fmt, ...)
  * and signature algorithms from the kept CertificateRequest.  The rest is
  * what GnuTLS says of the session: the version and suite agreed, the
  * certificates, the client's signature algorithm.  Whatever came from the
- * client, or from a certificate, is escaped as the log escapes it
- * (log_escape, section 11: bounded, no control or invisible character),
- * then for HTML.
+ * client, or from a certificate, goes through log_escape (section 11:
+ * bounded, no control or invisible character; say_quoted), then is escaped
+ * for HTML.
  */
 #define DRAWN_TEXT 300          /* a name on the page: at most this many bytes */
 #define DRAWN_CERTS 8           /* the client's chain: at most this many drawn */

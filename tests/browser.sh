@@ -307,8 +307,8 @@ handshake_shows() {
             "the end: $(tail -n 3 <<<"$page")"
     fi
     # the version the page says, and the server's log line of that visit
-    sent="sent encrypted (TLS 1.3): only the client reads the list"
-    [ "$version" = TLS1.2 ] && sent="sent in the clear (TLS 1.2): anyone on the path reads the list"
+    sent="sent encrypted (TLS 1.3): hidden from anyone watching the network, though any client that connects is sent it"
+    [ "$version" = TLS1.2 ] && sent="sent in the clear (TLS 1.2): anyone watching the network reads the list"
     if grep -q "^server ServerHello | version agreed: $version;" <<<"$rows" &&
         grep -qxF "server CertificateRequest | $sent" <<<"$rows" &&
         tail -n +"$((before + 1))" "$log" | grep -qF "$version \"GET /handshake HTTP/1.1\" 200 admitted \"CN=Alice\""; then
