@@ -5165,6 +5165,7 @@ static void draw_message(struct drawing *d, bool from_client, const char *name)
         text_add(&d->out, "%s  %s\n%s", from_client ? "client -> server" : "server -> client",
                  name, carried);
     }
+    d->out.failed |= d->carried.failed;     /* a line lost: no page, a 500 */
     free(d->carried.s);
     memset(&d->carried, 0, sizeof d->carried);
 }
@@ -5199,6 +5200,8 @@ static void draw_client_hello(struct drawing *d, const gnutls_datum_t *hello)
     }
     d->found = false;
     int ret = gnutls_ext_raw_parse(d, offered_versions, hello, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+    if (ret == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+        ret = 0;                        /* a TLS 1.2 hello may end before any extension */
     if (ret == 0 && !d->found) {
         version_name((unsigned)hello->data[0] << 8 | hello->data[1], name, sizeof name);
         say(d, "versions offered: up to %s (no supported_versions extension)", name);
@@ -5515,6 +5518,7 @@ static char *draw_handshake(gnutls_session_t s, const struct handshake_record *r
     draw_crls(&d);
     text_add(&d.out, "%s", d.carried.s ? d.carried.s : "");
     text_add(&d.out, html ? "</p>\n" : "");
+    d.out.failed |= d.carried.failed;
     free(d.carried.s);
     draw_verdict(&d, id);
     return text_take(&d.out);

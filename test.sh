@@ -432,6 +432,11 @@ if [ "$code" = 200 ] && ! LC_ALL=C grep -aq $'[\x01-\x09\x0b-\x1f\x7f]' <<<"$bod
 else
     fail "a CN with a newline and a forged line: escaped in the text form, on one line" "${body:0:600}"
 fi
+body=$(tests/tlsclient --port "$port" --ca "$certs/server_cert.pem" --cert "$certs/alice_cert.pem" \
+    --key "$certs/alice_key.pem" --tls '1.2:%NO_EXTENSIONS' --path /handshake 2>&1)
+page_has "a TLS 1.2 ClientHello with no extensions at all (GnuTLS's %NO_EXTENSIONS): read, not 'broken'" \
+    "client -> server  ClientHello" "    versions offered: up to TLS1.2 (no supported_versions extension)" \
+    "authorized: true"
 # a chain longer than GnuTLS checks: the check fails with an error, and no step may say "yes"
 { cat "$certs/alice_cert.pem"; for _ in $(seq 15); do cat "$certs/mallory_ca_cert.pem"; done; } >"$work/chain16.pem"
 fetch --cert "$work/chain16.pem" --key "$certs/alice_key.pem" "$(url /handshake)"
