@@ -13,11 +13,12 @@
 #   make asan     the whole test suite (LONG=1) against an AddressSanitizer+UBSan build
 #   make tsan     the whole test suite (LONG=1) against a ThreadSanitizer build
 #   make valgrind the whole test suite (LONG=1) with the server under valgrind
-#   make fuzz     libFuzzer on the request parser, HTML and log escaping, and part 2's form decoding (clang)
+#   make fuzz     libFuzzer on the request parser, HTML and log escaping, part 2's form decoding, and the /handshake page (clang)
 #   make bench    server CPU per connection next to the cost of its crypto,
 #                 throughput with 1-16 clients next to gnutls-serv and nginx, and
-#                 what part 2's lookups and revocations cost as they grow, and
-#                 Alice's time to an answer while a crowd holds every slot
+#                 what part 2's lookups and revocations cost as they grow,
+#                 Alice's time to an answer while a crowd holds every slot, and
+#                 what recording each handshake (for GET /handshake) costs GET /
 #   make profile  the same in instructions, inside the server (callgrind)
 #   make test-clients  curl, wget, openssl, gnutls-cli, Python and Node.js as visitors
 #   make test-browser  headless Chromium and Firefox with Alice's .p12, as a reader would
@@ -109,6 +110,7 @@ bench: server tests/tlsclient tests/floor
 	tests/bench_concurrency.sh
 	tests/bench_part2.sh
 	tests/bench_crowd.sh
+	tests/bench_handshake.sh
 
 profile: server tests/tlsclient
 	tests/profile.sh
