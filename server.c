@@ -5370,7 +5370,7 @@ static void draw_carried(struct drawing *d, gnutls_session_t s, const struct han
     } else if (type == GNUTLS_HANDSHAKE_CLIENT_KEY_EXCHANGE) {
         say(d, "the client's ECDHE key share");
     } else if (type == GNUTLS_HANDSHAKE_FINISHED) {
-        say(d, "a MAC of the whole handshake: neither side saw anything altered");
+        say(d, "a MAC (a keyed checksum) of the whole handshake: nothing above was altered");
         if (!tls13)
             say(d, "encrypted: it follows a ChangeCipherSpec, which is no handshake message");
     }
