@@ -19,8 +19,8 @@
  *   const opts = { key, cert, ca }                 section 1, load_credentials
  *   requestCert: true, rejectUnauthorized: false   section 1, start_session
  *   app.get('/'), app.get('/authenticate')         section 2, route
- *   "because we advertise it using the list"       section 6, record_handshake_message
- *   ... the list, as the visitor sees it           section 15, draw_ca_names
+ *   "because we advertise it using the list"       section 1, load_credentials
+ *   ... seen by each visitor (GET /handshake)      section 6, record_handshake_message
  *   req.client.authorized                          section 3, check_client_certificate
  *   req.connection.getPeerCertificate()            section 3, read_names
  *   the three res.send(...) pages: 200, 403, 401   section 4, greeting
@@ -211,8 +211,8 @@ static int load_credentials(gnutls_certificate_credentials_t *out, const char *k
                  cert_file, key_file, gnutls_strerror(ret));
         goto fail;
     }
-    /* ca: the issuers whose clients we admit. It returns how many certificates
-     * it read; a file with none is an error for us, not for GnuTLS. */
+    /* ca: the issuers we admit; GnuTLS names them in its certificate request
+     * (the tutorial's "list").  It returns how many it read; none is an error. */
     ret = gnutls_certificate_set_x509_trust_file(creds, ca_file, GNUTLS_X509_FMT_PEM);
     if (ret <= 0) {
         snprintf(why, WHY_SIZE, "no CA certificate in %.150s: %s", ca_file,
@@ -5096,10 +5096,14 @@ static void scheme_name(unsigned code, char *out, size_t cap)
 
 /* The page as it grows: the diagram's rows, and the lines under the
  * message being drawn. */
+#define LISTED 16               /* CA names of the list compared with the client's issuer */
+
 struct drawing {
     struct text out, carried;
     bool html;
     bool found;                 /* the extension looked for was there */
+    gnutls_datum_t listed[LISTED];      /* the list's DER names, inside the kept request */
+    int listed_count;           /* -1: the list is not known (not kept, or unparsable) */
 };
 
 /* A line of what a message carried, or of the check: our own words. */
@@ -5219,7 +5223,7 @@ static void draw_schemes(struct drawing *d, struct reader *r)
         scheme_name(read_number(&list, 2), name, sizeof name);
         snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", all[0] ? ", " : "", name);
     }
-    say(d, "signature algorithms it accepts: %s", all);
+    say(d, "signature algorithms it accepts (the client's key must sign with one): %s", all);
 }
 
 /* The CA names (certificate_authorities): DER names, each behind a two-byte
@@ -5237,8 +5241,11 @@ static void draw_ca_names(struct drawing *d, struct reader *r)
         }
         say_quoted(d, "CA name", (const char *)str.data, str.size);
         gnutls_free(str.data);
+        if (count < LISTED)
+            d->listed[count] = der;
         count++;
     }
+    d->listed_count = list.bad ? -1 : count < LISTED ? count : LISTED;
     if (count == 0)
         say(d, "no CA names: the client may offer any certificate");
     else
@@ -5302,6 +5309,29 @@ static void draw_names(struct drawing *d, const gnutls_datum_t *der, int n)
     gnutls_x509_crt_deinit(crt);
 }
 
+/* Would a browser have offered this certificate?  Only if its issuer's
+ * name, byte for byte, is one of the list's. */
+static void draw_offered(struct drawing *d, const gnutls_datum_t *der)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t issuer = {NULL, 0};
+    bool listed = false;
+    if (d->listed_count < 0 || gnutls_x509_crt_init(&crt) < 0)
+        return;                             /* the list is not known */
+    if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) == 0 &&
+        gnutls_x509_crt_get_raw_issuer_dn(crt, &issuer) == 0) {
+        for (int i = 0; i < d->listed_count; i++)
+            listed |= d->listed[i].size == issuer.size &&
+                      memcmp(d->listed[i].data, issuer.data, issuer.size) == 0;
+        say(d, listed ? "its issuer is in the list: a browser may offer it; "
+                        "the check below decides whether it is admitted"
+                      : "its issuer is not in the list: a browser would not have offered it "
+                        "(curl and openssl send what they are told to)");
+    }
+    gnutls_free(issuer.data);
+    gnutls_x509_crt_deinit(crt);
+}
+
 static void draw_client_certificates(struct drawing *d, gnutls_session_t s)
 {
     unsigned count = 0;
@@ -5317,6 +5347,7 @@ static void draw_client_certificates(struct drawing *d, gnutls_session_t s)
         draw_names(d, &certs[i], (int)i + 1);
     if (count > DRAWN_CERTS)
         say(d, "and %u more", count - DRAWN_CERTS);
+    draw_offered(d, &certs[0]);
 }
 
 /* What each message carried that matters here. */
@@ -5366,7 +5397,8 @@ static void draw_carried(struct drawing *d, gnutls_session_t s, const struct han
             from_client ? "client" : "server");
     } else if (type == GNUTLS_HANDSHAKE_SERVER_KEY_EXCHANGE) {
         const char *group = gnutls_group_get_name(gnutls_group_get(s));
-        say(d, "the server's ECDHE key share (%s), signed with its key", group ? group : "?");
+        say(d, "the server's ECDHE key share (%s): its half of a fresh Diffie-Hellman "
+               "exchange, signed with its key", group ? group : "?");
     } else if (type == GNUTLS_HANDSHAKE_CLIENT_KEY_EXCHANGE) {
         say(d, "the client's ECDHE key share");
     } else if (type == GNUTLS_HANDSHAKE_FINISHED) {
@@ -5395,7 +5427,7 @@ static void draw_check(struct drawing *d, const struct identity *id, int ret, un
         {"valid today (not before, not after)", GNUTLS_CERT_NOT_ACTIVATED | GNUTLS_CERT_EXPIRED,
          false},
         {"made for TLS clients (purpose)", GNUTLS_CERT_PURPOSE_MISMATCH, false},
-        {"not revoked (the CRLs below)", GNUTLS_CERT_REVOKED | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED |
+        {"not revoked (the revocation lists below)", GNUTLS_CERT_REVOKED | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED |
          GNUTLS_CERT_REVOCATION_DATA_ISSUED_IN_FUTURE, true},
     };
     if (!id->presented) {
@@ -5439,7 +5471,7 @@ static void draw_crls(struct drawing *d)
     if (text.data == NULL || gnutls_x509_crl_list_import2(&list, &n, &text, GNUTLS_X509_FMT_PEM, 0) < 0)
         n = 0;
     if (n == 0)
-        say(d, "CRLs in force: none, so revocation is not checked");
+        say(d, "revocation lists (CRLs) in force: none, so revocation is not checked");
     for (unsigned i = 0; i < n; i++) {
         unsigned char number[20];       /* RFC 5280 5.2.3: 20 bytes at most */
         size_t size = sizeof number;
@@ -5461,7 +5493,8 @@ static void draw_crls(struct drawing *d)
         strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&at, &tm));
         if (gnutls_x509_crl_get_issuer_dn3(list[i], &issuer, 0) == 0) {
             char label[sizeof shown + 64];
-            snprintf(label, sizeof label, "CRL in force: %s, of %s, by", shown, date);
+            snprintf(label, sizeof label, "revocation list (CRL) in force: %s, issued %s, by",
+                     shown, date);
             say_quoted(d, label, (const char *)issuer.data, issuer.size);
         }
         gnutls_free(issuer.data);
@@ -5475,9 +5508,12 @@ static void draw_crls(struct drawing *d)
  * line it leads to (the tutorial shows only ".send(" for the last two). */
 static void draw_verdict(struct drawing *d, const struct identity *id)
 {
-    const char *line = id->authorized ? "200: if (req.client.authorized) { res.send(`Hello ...`)"
-                       : id->presented ? "403: } else if (cert.subject) { .send(`Sorry ...`)"
-                       : "401: } else { .send(`Sorry, but you need ...`)";
+    const char *line = id->authorized ? "200 Hello ...; the tutorial's line: "
+                                        "if (req.client.authorized) { res.send(`Hello ...`)"
+                       : id->presented ? "403 Sorry ...; the tutorial's line: "
+                                         "} else if (cert.subject) { .send(`Sorry ...`)"
+                       : "401 Sorry, but you need ...; the tutorial's line: "
+                         "} else { .send(`Sorry, but you need ...`)";
     const char *why = !id->authorized && id->page_reason ? id->page_reason : NULL;
     if (d->html)
         text_add(&d->out, "<p><code>authorized: %s</code>%s%s<br>/authenticate would answer "
@@ -5493,7 +5529,7 @@ static void draw_verdict(struct drawing *d, const struct identity *id)
 static char *draw_handshake(gnutls_session_t s, const struct handshake_record *r,
                             const struct identity *id, int ret, unsigned status, bool html)
 {
-    struct drawing d = {.html = html};
+    struct drawing d = {.html = html, .listed_count = -1};
     bool tls13 = gnutls_protocol_get_version(s) == GNUTLS_TLS1_3;
     text_add(&d.out, html ? "<title>Your handshake</title>\n<p><a href=\"/\">Home</a></p>\n"
                             "<h1>Your handshake with this server</h1>\n"
@@ -5501,7 +5537,8 @@ static char *draw_handshake(gnutls_session_t s, const struct handshake_record *r
                             "message by message, as the server recorded it.</p>\n"
                             "<table border=\"1\" cellpadding=\"4\">\n<tr><th>client</th><th></th>"
                             "<th>server</th><th>what it carried</th></tr>\n"
-                          : "The TLS handshake of the connection that fetched this page,\n"
+                          : "Your handshake with this server\n\n"
+                            "The TLS handshake of the connection that fetched this page,\n"
                             "message by message, as the server recorded it.\n\n");
     for (int i = 0; i < r->count; i++) {
         draw_carried(&d, s, r, i, tls13);

@@ -373,8 +373,9 @@ messages "Alice, TLS 1.3: every message, in order and direction" \
 page_has "  ... the list of CA names, her certificate, the check and the verdict" "$CA_LINE" \
     "    sent encrypted (TLS 1.3): hidden from anyone watching the network, though any client that connects is sent it" \
     "    certificate 1 subject: CN=Alice" "    issued by a CA we trust (ca): yes" \
-    "    not revoked (the CRLs below): yes" "authorized: true" \
-    "/authenticate would answer: 200: if (req.client.authorized) { res.send(\`Hello ...\`)"
+    "    not revoked (the revocation lists below): yes" "authorized: true" \
+    "    its issuer is in the list: a browser may offer it; the check below decides whether it is admitted" \
+    "/authenticate would answer: 200 Hello ...; the tutorial's line: if (req.client.authorized) { res.send(\`Hello ...\`)"
 messages "Alice, TLS 1.2: the TLS 1.2 flight" \
     "C ClientHello S ServerHello S Certificate S ServerKeyExchange S CertificateRequest S ServerHelloDone C Certificate C ClientKeyExchange C CertificateVerify C Finished S Finished" \
     --tls-max 1.2 "${ALICE_P12[@]}"
@@ -387,7 +388,8 @@ page_has "  ... his certificate, an unknown issuer, 403" "    certificate 1 subj
     "refused because its issuer is not a CA we trust (unknown issuer)" \
     "    valid today (not before, not after): yes" \
     "    the issuer's signature verifies: not checked (no trusted issuer's key to check with)" \
-    "/authenticate would answer: 403: } else if (cert.subject) { .send(\`Sorry ...\`)"
+    "    its issuer is not in the list: a browser would not have offered it (curl and openssl send what they are told to)" \
+    "/authenticate would answer: 403 Sorry ...; the tutorial's line: } else if (cert.subject) { .send(\`Sorry ...\`)"
 messages "no certificate, TLS 1.3: an empty Certificate, no CertificateVerify" \
     "C ClientHello $TLS13_CERT C Finished"
 page_has "  ... says it was empty, and 401" \
@@ -396,8 +398,8 @@ page_has "  ... says it was empty, and 401" \
 # shellcheck disable=SC2046   # pem prints flags to split
 fetch $(pem carol) "$(url /handshake)"
 page_has "Carol: the check's revocation step fails, and names the CRL in force" \
-    "    not revoked (the CRLs below): no" "    issued by a CA we trust (ca): yes" "authorized: false"
-if grep -q "^    CRL in force: number [0-9]*, of 20" <<<"$body"; then
+    "    not revoked (the revocation lists below): no" "    issued by a CA we trust (ca): yes" "authorized: false"
+if grep -q "^    revocation list (CRL) in force: number [0-9]*, issued 20" <<<"$body"; then
     ok "  ... the CRL's number and date"
 else
     fail "  ... the CRL's number and date" "page: ${body:0:800}"
