@@ -746,6 +746,9 @@ static char *refusal_words(unsigned int status)
         {GNUTLS_CERT_NOT_ACTIVATED, "it is not valid yet"},
         {GNUTLS_CERT_PURPOSE_MISMATCH, "it was not made for TLS clients (wrong purpose)"},
         {GNUTLS_CERT_SIGNER_NOT_FOUND, "its issuer is not a CA we trust (unknown issuer)"},
+        {GNUTLS_CERT_SIGNER_NOT_CA, "its issuer is not a CA"},
+        {GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE, "its issuer may not have signed it (its key or "
+                                                 "its constraints forbid it)"},
         {GNUTLS_CERT_SIGNATURE_FAILURE, "its signature does not verify"},
         {GNUTLS_CERT_INSECURE_ALGORITHM, "it is signed with an insecure algorithm"},
     };
@@ -5419,10 +5422,10 @@ static void draw_check(struct drawing *d, const struct identity *id, int ret, un
         unsigned bits;
         bool needs_issuer;
     } steps[] = {
-        {"issued by a CA we trust (ca)",
-         GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA |
-         GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE, false},
-        {"the issuer's signature verifies", GNUTLS_CERT_SIGNATURE_FAILURE, true},
+        {"its issuer is one of our CAs (ca), by name",
+         GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA, false},
+        {"the issuer's signature verifies",     /* or the issuer's key can't have made it */
+         GNUTLS_CERT_SIGNATURE_FAILURE | GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE, true},
         {"signed with a secure algorithm", GNUTLS_CERT_INSECURE_ALGORITHM, true},
         {"valid today (not before, not after)", GNUTLS_CERT_NOT_ACTIVATED | GNUTLS_CERT_EXPIRED,
          false},
@@ -5438,11 +5441,14 @@ static void draw_check(struct drawing *d, const struct identity *id, int ret, un
         say(d, "the check could not be made: %s", gnutls_strerror(ret));
     } else {
         bool no_issuer = status & GNUTLS_CERT_SIGNER_NOT_FOUND;
-        unsigned explained = GNUTLS_CERT_INVALID;
-        for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        unsigned explained = GNUTLS_CERT_INVALID, last = sizeof steps / sizeof steps[0] - 1;
+        for (size_t i = 0; i <= last; i++) {
             say(d, "%s: %s", steps[i].step,
                 status & steps[i].bits ? "no"
                 : no_issuer && steps[i].needs_issuer ? "not checked (no trusted issuer's key to check with)"
+                /* seen: a revoked certificate that also expired gets no REVOKED bit */
+                : i == last && status != 0 ? "not known (with another step failed, GnuTLS does "
+                                             "not report revocation)"
                 : "yes");
             explained |= steps[i].bits;
         }

@@ -372,7 +372,7 @@ messages "Alice, TLS 1.3: every message, in order and direction" \
     "C ClientHello $TLS13_CERT C CertificateVerify C Finished" --tlsv1.3 "${ALICE_P12[@]}"
 page_has "  ... the list of CA names, her certificate, the check and the verdict" "$CA_LINE" \
     "    sent encrypted (TLS 1.3): hidden from anyone watching the network, though any client that connects is sent it" \
-    "    certificate 1 subject: CN=Alice" "    issued by a CA we trust (ca): yes" \
+    "    certificate 1 subject: CN=Alice" "    its issuer is one of our CAs (ca), by name: yes" \
     "    not revoked (the revocation lists below): yes" "authorized: true" \
     "    its issuer is in the list: a browser may offer it; the check below decides whether it is admitted" \
     "/authenticate would answer: 200 Hello ...; the tutorial's line: if (req.client.authorized) { res.send(\`Hello ...\`)"
@@ -384,7 +384,7 @@ page_has "  ... its CertificateRequest went in the clear, with the same list" "$
 messages "Bob: the same flight, refused" \
     "C ClientHello $TLS13_CERT C CertificateVerify C Finished" "${BOB_P12[@]}"
 page_has "  ... his certificate, an unknown issuer, 403" "    certificate 1 subject: CN=Bob" \
-    "    issued by a CA we trust (ca): no" "authorized: false" \
+    "    its issuer is one of our CAs (ca), by name: no" "authorized: false" \
     "refused because its issuer is not a CA we trust (unknown issuer)" \
     "    valid today (not before, not after): yes" \
     "    the issuer's signature verifies: not checked (no trusted issuer's key to check with)" \
@@ -398,7 +398,7 @@ page_has "  ... says it was empty, and 401" \
 # shellcheck disable=SC2046   # pem prints flags to split
 fetch $(pem carol) "$(url /handshake)"
 page_has "Carol: the check's revocation step fails, and names the CRL in force" \
-    "    not revoked (the revocation lists below): no" "    issued by a CA we trust (ca): yes" "authorized: false"
+    "    not revoked (the revocation lists below): no" "    its issuer is one of our CAs (ca), by name: yes" "authorized: false"
 if grep -q "^    revocation list (CRL) in force: number [0-9]*, issued 20" <<<"$body"; then
     ok "  ... the CRL's number and date"
 else
