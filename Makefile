@@ -2,8 +2,8 @@
 #   make          build ./server, and make certs/ with ./gencerts.sh unless it is done
 #   make certs    the certificates alone (./gencerts.sh certs)
 #   make test     run ./test.sh (its own server, port and certificates), the short
-#                 forms: 37 s (36.3-38.8 s over three runs on 2 shared cores at
-#                 load 2; README.md says more)
+#                 forms: 40 s (40.1 and 43.7 s, two runs on 2 shared cores at
+#                 load 1-2; README.md says more)
 #   make soak     the same with LONG=1 (every long form: test.sh's header), and
 #                 2,000 connections in a row and 2,000 by 16 clients at once,
 #                 instead of 50 and 32 (CI runs both)
