@@ -5498,7 +5498,7 @@ static void draw_crls(struct drawing *d)
         struct tm tm;
         strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&at, &tm));
         if (gnutls_x509_crl_get_issuer_dn3(list[i], &issuer, 0) == 0) {
-            char label[sizeof shown + 64];
+            char label[sizeof shown + sizeof date + 64];
             snprintf(label, sizeof label, "revocation list (CRL) in force: %s, issued %s, by",
                      shown, date);
             say_quoted(d, label, (const char *)issuer.data, issuer.size);
